@@ -1,0 +1,67 @@
+#ifndef TPDIFF_CORE_MODEL_PACKAGE_H_
+#define TPDIFF_CORE_MODEL_PACKAGE_H_
+
+// Model packages: a folder models/<name>/ with model.json (the manifest), a weights file and
+// a vocabulary file. Kind "builtin" is this project's network (network.h) with safetensors
+// weights; kind "torchscript" is a user's exported module with the same forward contract:
+//   forward(x: [B,C,T,H,W] float, t: [B] float, stage: [B] int64, tokens: [B,L] int64)
+//     -> [B,C,T,H,W] float
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <torch/types.h>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "tpdiff/core/denoiser.h"
+#include "tpdiff/core/schedule.h"
+#include "tpdiff/core/tokenizer.h"
+
+namespace tpdiff::core {
+
+struct ModelManifest {
+  std::string name;
+  std::string kind;  // "builtin" | "torchscript"
+  Parameterization parameterization = Parameterization::kFlowMatching;
+  int frames = 16;  // default and maximum number of frames
+  int height = 32;
+  int width = 32;
+  int channels = 3;
+  int fps = 8;
+  int stages = 3;
+  std::vector<double> boundaries;          // nominal, noisiest first; empty = uniform
+  std::vector<int> default_stage_steps;    // one per stage, noisiest first
+  double default_guidance_scale = 1.0;
+  std::string weights_file;                // relative to the package folder
+  std::string vocabulary_file;             // one word per line; token id = line number + 1
+  std::string network_config_json;         // builtin only: the network hyper-parameters
+};
+
+// Parses and validates model.json text. Errors name the field: missing or mistyped fields,
+// values out of range (frames not divisible by 2^(stages-1), steps count != stages, ...).
+absl::StatusOr<ModelManifest> ParseManifest(absl::string_view json_text);
+std::string ManifestToJson(const ModelManifest& manifest);
+
+// A loaded package, ready to sample from.
+//
+// Thread safety: manifest() and tokenizer() are immutable; denoiser() must be used by one
+// thread at a time (the worker's job runner owns the model).
+class LoadedModel {
+ public:
+  virtual ~LoadedModel() = default;
+  virtual const ModelManifest& manifest() const = 0;
+  virtual const Tokenizer& tokenizer() const = 0;
+  virtual Denoiser& denoiser() = 0;
+  virtual torch::Device device() const = 0;
+};
+
+// Loads models/<name>/ onto `device`. NOT_FOUND for a missing folder or file,
+// INVALID_ARGUMENT for a bad manifest or a TorchScript module with the wrong signature.
+absl::StatusOr<std::unique_ptr<LoadedModel>> LoadModelPackage(const std::string& dir,
+                                                              torch::Device device);
+
+}  // namespace tpdiff::core
+
+#endif  // TPDIFF_CORE_MODEL_PACKAGE_H_

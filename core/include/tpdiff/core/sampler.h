@@ -1,0 +1,79 @@
+#ifndef TPDIFF_CORE_SAMPLER_H_
+#define TPDIFF_CORE_SAMPLER_H_
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include <torch/types.h>
+
+#include "absl/status/statusor.h"
+#include "tpdiff/core/cancellation.h"
+#include "tpdiff/core/denoiser.h"
+#include "tpdiff/core/stage_plan.h"
+
+namespace tpdiff::core {
+
+enum class FlowSolver { kEuler, kHeun };
+
+struct SampleRequest {
+  int batch = 1;
+  int channels = 3;
+  int height = 32;
+  int width = 32;
+  torch::Tensor tokens;        // [batch, L] int64 caption ids, or [1, L] broadcast; may be empty
+  double guidance_scale = 1.0;  // classifier-free guidance w; 1 = conditional only
+  uint64_t seed = 0;            // all noise is drawn on the CPU from this seed, so a seed
+                                // gives the same video on every device
+  FlowSolver solver = FlowSolver::kEuler;  // flow matching only; VP always uses DDIM
+  torch::Device device = torch::kCPU;
+  // Overrides the initial noise of the noisiest stage ([batch, C, T_K, H, W]); tests use it.
+  std::optional<torch::Tensor> initial_noise;
+};
+
+struct StepEvent {
+  int stage = 0;           // stage number k (K .. 1)
+  int stage_ordinal = 0;   // 1-based position in sampling order
+  int num_stages = 0;
+  int step = 0;            // 1-based step within the stage, after it completed
+  int steps_in_stage = 0;
+  int frames = 0;          // T_k
+  double t = 0;            // time reached
+};
+
+struct StageEndEvent {
+  int stage = 0;
+  int stage_ordinal = 0;
+  int num_stages = 0;
+  int frames = 0;          // T_k
+  int frame_stride = 1;    // 2^(k-1): the preview's fps is fps / frame_stride
+  torch::Tensor preview;   // [batch, C, T_k, H, W] clean-video estimate, clamped to [-1, 1]
+  torch::Tensor latent;    // the stage's end point x_{e_k}
+  double seconds = 0;      // wall time spent in this stage (jump included)
+};
+
+// Receives progress from the sampling thread, synchronously: keep callbacks short.
+class SamplerObserver {
+ public:
+  virtual ~SamplerObserver() = default;
+  virtual void OnStep(const StepEvent& event) {}
+  virtual void OnStageEnd(const StageEndEvent& event) {}
+};
+
+// Runs a Denoiser through the stages of a plan (method note, section 5). Vanilla sampling is
+// the same call with StagePlan::Vanilla. Stateless; safe to use from several threads with
+// different denoisers.
+class PyramidSampler {
+ public:
+  // Returns the clean video [batch, C, T, H, W] on request.device (values are not clamped),
+  // CANCELLED if `cancel` was set (checked before every network call), or the denoiser's
+  // error. `observer` and `cancel` may be null.
+  static absl::StatusOr<torch::Tensor> Sample(Denoiser& denoiser, const StagePlan& plan,
+                                              const SampleRequest& request,
+                                              SamplerObserver* observer = nullptr,
+                                              const CancellationToken* cancel = nullptr);
+};
+
+}  // namespace tpdiff::core
+
+#endif  // TPDIFF_CORE_SAMPLER_H_

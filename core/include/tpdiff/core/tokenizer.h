@@ -1,0 +1,38 @@
+#ifndef TPDIFF_CORE_TOKENIZER_H_
+#define TPDIFF_CORE_TOKENIZER_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace tpdiff::core {
+
+// Lower-case word tokenizer over a fixed vocabulary. Id 0 is padding (and the empty,
+// unconditional caption); word i of the vocabulary has id i + 1. Immutable, thread-safe.
+class Tokenizer {
+ public:
+  static constexpr int kMaxTokens = 32;
+
+  static absl::StatusOr<Tokenizer> FromWords(std::vector<std::string> words);
+  // One word per line; blank lines ignored.
+  static absl::StatusOr<Tokenizer> FromVocabularyText(absl::string_view text);
+
+  // Splits on whitespace after lower-casing. INVALID_ARGUMENT "prompt: words not in the
+  // vocabulary: ..." listing every unknown word, or naming the kMaxTokens limit.
+  // Returns exactly kMaxTokens ids, zero padded.
+  absl::StatusOr<std::vector<int64_t>> Encode(absl::string_view prompt) const;
+
+  const std::vector<std::string>& words() const { return words_; }
+  int vocab_size() const { return static_cast<int>(words_.size()) + 1; }  // with padding
+
+ private:
+  explicit Tokenizer(std::vector<std::string> words) : words_(std::move(words)) {}
+  std::vector<std::string> words_;
+};
+
+}  // namespace tpdiff::core
+
+#endif  // TPDIFF_CORE_TOKENIZER_H_

@@ -1,0 +1,38 @@
+#ifndef TPDIFF_CORE_TRAINING_H_
+#define TPDIFF_CORE_TRAINING_H_
+
+// Stage-wise diffusion training targets (method note, section 4).
+
+#include <torch/types.h>
+
+#include "tpdiff/core/stage_plan.h"
+
+namespace tpdiff::core {
+
+struct TrainingBatch {
+  int stage = 1;         // stage number k shared by the whole batch (frame counts differ by stage)
+  torch::Tensor x_t;     // [B, C, T_k, H, W]
+  torch::Tensor t;       // [B] float, global time inside the stage window
+  torch::Tensor stage_ids;  // [B] int64, all equal to `stage`
+  torch::Tensor target;  // [B, C, T_k, H, W]: velocity (FM) or eps_k (VP)
+};
+
+struct TrainingDrawOptions {
+  bool align_noise = true;  // data-noise alignment by minimum-cost assignment
+  int stage = 0;            // 0 = draw uniformly from 1..K; else force this stage
+};
+
+// Draws a stage, times and noise for clean full-rate videos x0 [B, C, T, H, W] and builds
+// x_t and its target. Randomness comes from `generator` (CPU); tensors stay on x0's device.
+TrainingBatch DrawTrainingBatch(const StagePlan& plan, const torch::Tensor& x0,
+                                torch::Generator& generator,
+                                const TrainingDrawOptions& options = {});
+
+// The same for given stage, times [B] and noise [B, C, T_k, H, W] (no alignment): the
+// deterministic core of DrawTrainingBatch, exposed for tests.
+TrainingBatch BuildTrainingBatch(const StagePlan& plan, int stage, const torch::Tensor& x0,
+                                 const torch::Tensor& t, const torch::Tensor& eps);
+
+}  // namespace tpdiff::core
+
+#endif  // TPDIFF_CORE_TRAINING_H_
