@@ -6,7 +6,7 @@
 
 namespace tpdiff::bench {
 
-ConvVideoNet::ConvVideoNet(int channels, int width, uint64_t seed) {
+ConvVideoNet::ConvVideoNet(int channels, int width, uint64_t seed, torch::Device device) {
   torch::manual_seed(seed);
   auto init = [](std::vector<int64_t> shape, int64_t fan_in) {
     return torch::randn(shape) / std::sqrt(static_cast<double>(fan_in));
@@ -19,6 +19,9 @@ ConvVideoNet::ConvVideoNet(int channels, int width, uint64_t seed) {
   time_b_ = torch::zeros({width});
   out_w_ = init({channels, width, 3, 3}, width * 9);
   out_b_ = torch::zeros({channels});
+  for (torch::Tensor* w : {&in_w_, &in_b_, &mid_w_, &mid_b_, &time_w_, &time_b_, &out_w_, &out_b_}) {
+    *w = w->to(device);
+  }
 }
 
 absl::StatusOr<torch::Tensor> ConvVideoNet::Predict(const core::DenoiserInput& input) {

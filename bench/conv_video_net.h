@@ -13,7 +13,7 @@ namespace tpdiff::bench {
 // cost-counting prediction of TPDiff's speed-up assumes.
 class ConvVideoNet : public core::Denoiser {
  public:
-  ConvVideoNet(int channels, int width, uint64_t seed);
+  ConvVideoNet(int channels, int width, uint64_t seed, torch::Device device = torch::kCPU);
   absl::StatusOr<torch::Tensor> Predict(const core::DenoiserInput& input) override;
 
  private:

@@ -25,6 +25,7 @@ ABSL_FLAG(std::string, stage_steps, "10,10,10", "steps per stage, noisiest first
 ABSL_FLAG(double, guidance, 3.0, "guidance scale (> 1 doubles the network batch, as served)");
 ABSL_FLAG(int, repeats, 5, "timed runs of each sampler (interleaved), after one warm-up each");
 ABSL_FLAG(int, threads, 0, "intra-op threads (0 = all cores)");
+ABSL_FLAG(std::string, device, "cpu", "cpu or cuda");
 ABSL_FLAG(std::string, svg, "", "write a bar chart of the result to this SVG file");
 
 namespace tpdiff::bench {
@@ -67,15 +68,18 @@ int RunSamplerBench() {
     return 2;
   }
 
-  ConvVideoNet net(3, absl::GetFlag(FLAGS_net_width), 1);
+  const torch::Device device(absl::GetFlag(FLAGS_device));
+  ConvVideoNet net(3, absl::GetFlag(FLAGS_net_width), 1, device);
   core::SampleRequest request;
   request.height = request.width = absl::GetFlag(FLAGS_size);
   request.tokens = torch::ones({1, 8}, torch::kLong);
   request.guidance_scale = absl::GetFlag(FLAGS_guidance);
+  request.device = device;
 
   auto run = [&](const core::StagePlan& plan, FrameCounter* counter) {
     const auto begin = std::chrono::steady_clock::now();
     auto out = core::PyramidSampler::Sample(net, plan, request, counter);
+    if (out.ok() && out->is_cuda()) out->cpu();  // waits for the device
     if (!out.ok()) {
       std::fprintf(stderr, "error: %s\n", out.status().ToString().c_str());
       std::exit(1);
@@ -93,9 +97,9 @@ int RunSamplerBench() {
   }
   const double tp = Median(tp_times), va = Median(va_times);
   const double predicted = static_cast<double>(va_frames.frame_steps) / tp_frames.frame_steps;
-  std::printf("sampler benchmark: fixed-cost conv net (width %d), %d frames %dx%d, guidance %.1f, %d threads\n",
+  std::printf("sampler benchmark: fixed-cost conv net (width %d), %d frames %dx%d, guidance %.1f, %d threads, %s\n",
               absl::GetFlag(FLAGS_net_width), options.num_frames, request.height, request.width,
-              request.guidance_scale, threads);
+              request.guidance_scale, threads, device.str().c_str());
   std::printf("  tpdiff  %-10s %2d steps  %8.3f s/video (median of %d)  frame-steps %ld\n",
               absl::GetFlag(FLAGS_stage_steps).c_str(), pyramid->total_steps(), tp, repeats,
               tp_frames.frame_steps);

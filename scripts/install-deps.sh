@@ -9,6 +9,14 @@ runtime_packages=(
   libopenblas0-pthread   # LibTorch links libblas.so.3; OpenBLAS makes it 2-2.6x faster than reference BLAS
   ca-certificates
 )
+# Shared libraries of tpdiff-server / tpdiff-worker / tpdiff, for --runtime only (the runtime
+# images in docker/). A build gets them as dependencies of the -dev packages, which keeps the
+# build list usable on Ubuntu 24.04 (docker/Dockerfile.cuda), where these names differ.
+runtime_libs=(
+  libtorch1.13 libgrpc++1.51 libgrpc29 libprotobuf32 libabsl20220623
+  libprometheus-cpp-core1.0 libprometheus-cpp-pull1.0 libcivetweb1
+  libavcodec59 libavformat59 libavutil57 libswscale6 libpng16-16
+)
 
 build_packages=(
   build-essential cmake ninja-build pkg-config git
@@ -17,18 +25,36 @@ build_packages=(
   libabsl-dev
   prometheus-cpp-dev libcivetweb-dev
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev
+  zlib1g-dev   # media/ computes ZIP CRC-32s with zlib (runtime zlib1g is essential in Debian)
   libgtest-dev libgmock-dev
   nlohmann-json3-dev
   libpng-dev
+  # Deployment tests (tests/deploy): promtool + a real Prometheus server, curl for the live test.
+  prometheus curl
 )
+# kubectl (for `kubectl kustomize`) and node/npm (manifest schema validation) may already come
+# from other packages (a cloud SDK's kubectl, NodeSource's nodejs) whose files the Debian
+# packages would collide with: install Debian's only where the command is missing.
+command -v kubectl >/dev/null || build_packages+=(kubernetes-client)
+command -v node >/dev/null || build_packages+=(nodejs)
+command -v npm >/dev/null || build_packages+=(npm)
+
+# docker/Dockerfile.cuda brings the CUDA LibTorch itself and sets TPDIFF_SKIP_TORCH=1.
+if [[ -n "${TPDIFF_SKIP_TORCH:-}" ]]; then
+  runtime_libs=("${runtime_libs[@]/libtorch1.13}")
+  build_packages=("${build_packages[@]/libtorch-dev}")
+fi
 
 packages=("${runtime_packages[@]}")
-if [[ "${1:-}" != "--runtime" ]]; then
+if [[ "${1:-}" == "--runtime" ]]; then
+  packages+=("${runtime_libs[@]}")
+else
   packages+=("${build_packages[@]}")
 fi
 
 missing=()
 for p in "${packages[@]}"; do
+  [[ -n "$p" ]] || continue
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
     missing+=("$p")
   fi

@@ -3,6 +3,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
@@ -27,7 +28,17 @@ class GuidedPredictor {
     } else {
       tokens_ = torch::zeros({request.batch, 1}, torch::TensorOptions(request.device).dtype(torch::kLong));
     }
-    if (guided_) tokens_ = torch::cat({tokens_, torch::zeros_like(tokens_)}, 0);
+    if (!guided_) return;
+    torch::Tensor uncond = torch::zeros_like(tokens_);
+    if (request.negative_tokens.defined() && request.negative_tokens.numel() > 0) {
+      uncond = request.negative_tokens.to(request.device, torch::kLong);
+      if (uncond.size(0) == 1 && request.batch > 1) uncond = uncond.expand({request.batch, -1});
+      // The two rows share one batched call, so pad the shorter caption with id 0 (padding).
+      const int64_t len = std::max(tokens_.size(1), uncond.size(1));
+      tokens_ = torch::constant_pad_nd(tokens_, {0, len - tokens_.size(1)}, 0);
+      uncond = torch::constant_pad_nd(uncond, {0, len - uncond.size(1)}, 0);
+    }
+    tokens_ = torch::cat({tokens_, uncond}, 0);
   }
 
   absl::StatusOr<torch::Tensor> operator()(const torch::Tensor& x, double t, int stage) {

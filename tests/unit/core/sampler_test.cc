@@ -4,6 +4,8 @@
 
 #include <vector>
 
+#include <torch/cuda.h>
+
 #include <gtest/gtest.h>
 
 #include "oracle.h"
@@ -210,6 +212,48 @@ TEST(SamplerTest, ClassifierFreeGuidanceCombinesBothPredictionsInOneCall) {
   EXPECT_TRUE(torch::allclose(*out, torch::full_like(*out, -5.0)));
 }
 
+// Echoes the first token id of every row, so the test sees which caption each row carried.
+class FirstTokenEcho : public Denoiser {
+ public:
+  absl::StatusOr<torch::Tensor> Predict(const DenoiserInput& in) override {
+    tokens = in.tokens.clone();
+    const torch::Tensor first = in.tokens.select(1, 0).to(torch::kFloat);
+    return torch::ones_like(in.x) * first.view({-1, 1, 1, 1, 1});
+  }
+  torch::Tensor tokens;
+};
+
+TEST(SamplerTest, NegativePromptReplacesTheUnconditionalRow) {
+  const StagePlan plan = MakePlan(Parameterization::kFlowMatching, 1, 4, 1);
+  FirstTokenEcho net;
+  SampleRequest request;
+  request.height = request.width = 2;
+  request.tokens = torch::tensor({{5, 6, 0}}, torch::kLong);
+  request.negative_tokens = torch::tensor({{2, 9, 7, 1}}, torch::kLong);  // longer: padded
+  request.guidance_scale = 3.0;
+  request.initial_noise = torch::zeros({1, 3, 4, 2, 2});
+  auto out = PyramidSampler::Sample(net, plan, request);
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_TRUE(torch::equal(net.tokens, torch::tensor({{5, 6, 0, 0}, {2, 9, 7, 1}}, torch::kLong)));
+  // x = 0 - (n + w (c - n)) with c = 5, n = 2: -(2 + 3 * 3) = -11.
+  EXPECT_TRUE(torch::allclose(*out, torch::full_like(*out, -11.0)));
+}
+
+TEST(SamplerTest, NegativePromptIsUnusedWithoutGuidance) {
+  const StagePlan plan = MakePlan(Parameterization::kFlowMatching, 1, 4, 1);
+  FirstTokenEcho net;
+  SampleRequest request;
+  request.height = request.width = 2;
+  request.tokens = torch::tensor({{5, 6}}, torch::kLong);
+  request.negative_tokens = torch::tensor({{2, 9}}, torch::kLong);
+  request.guidance_scale = 1.0;
+  request.initial_noise = torch::zeros({1, 3, 4, 2, 2});
+  auto out = PyramidSampler::Sample(net, plan, request);
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ(net.tokens.size(0), 1);
+  EXPECT_TRUE(torch::allclose(*out, torch::full_like(*out, -5.0)));
+}
+
 TEST(SamplerTest, DenoiserErrorsPropagate) {
   class Failing : public Denoiser {
     absl::StatusOr<torch::Tensor> Predict(const DenoiserInput&) override {
@@ -233,6 +277,32 @@ TEST(SamplerTest, WrongOutputShapeIsAnError) {
   auto out = PyramidSampler::Sample(net, plan, request);
   EXPECT_EQ(out.status().code(), absl::StatusCode::kInternal);
   EXPECT_NE(out.status().message().find("shape"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace tpdiff::core
+
+namespace tpdiff::core {
+namespace {
+
+// The CUDA path (run on GPU machines; skipped where LibTorch has no CUDA device): the same
+// seed gives the same video on both devices, and oracle sampling is exact there too.
+TEST(CudaSamplerTest, SameSeedSameVideoOnCpuAndCuda) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  const StagePlan plan = MakePlan(Parameterization::kFlowMatching, 3, 16, 4);
+  const torch::Tensor x0 = torch::rand({1, 3, 16, 8, 8}) * 1.6 - 0.8;
+  SampleRequest request;
+  request.height = request.width = 8;
+  request.seed = 9;
+  testing::OracleDenoiser cpu_oracle(plan, x0);
+  auto on_cpu = PyramidSampler::Sample(cpu_oracle, plan, request);
+  testing::OracleDenoiser cuda_oracle(plan, x0.to(torch::kCUDA));
+  request.device = torch::kCUDA;
+  auto on_cuda = PyramidSampler::Sample(cuda_oracle, plan, request);
+  ASSERT_TRUE(on_cpu.ok() && on_cuda.ok()) << on_cuda.status();
+  EXPECT_TRUE(on_cuda->is_cuda());
+  EXPECT_LT((on_cuda->cpu() - *on_cpu).abs().max().item<double>(), 1e-4);
+  EXPECT_LT((on_cuda->cpu() - x0).abs().max().item<double>(), 1e-4);
 }
 
 }  // namespace

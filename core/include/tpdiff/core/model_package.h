@@ -7,11 +7,11 @@
 //   forward(x: [B,C,T,H,W] float, t: [B] float, stage: [B] int64, tokens: [B,L] int64)
 //     -> [B,C,T,H,W] float
 
+#include <torch/types.h>
+
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <torch/types.h>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -31,12 +31,12 @@ struct ModelManifest {
   int channels = 3;
   int fps = 8;
   int stages = 3;
-  std::vector<double> boundaries;          // nominal, noisiest first; empty = uniform
-  std::vector<int> default_stage_steps;    // one per stage, noisiest first
+  std::vector<double> boundaries;        // nominal, noisiest first; empty = uniform
+  std::vector<int> default_stage_steps;  // one per stage, noisiest first
   double default_guidance_scale = 1.0;
-  std::string weights_file;                // relative to the package folder
-  std::string vocabulary_file;             // one word per line; token id = line number + 1
-  std::string network_config_json;         // builtin only: the network hyper-parameters
+  std::string weights_file;         // relative to the package folder
+  std::string vocabulary_file;      // one word per line; token id = line number + 1
+  std::string network_config_json;  // builtin only: the network hyper-parameters
 };
 
 // Parses and validates model.json text. Errors name the field: missing or mistyped fields,
@@ -57,10 +57,34 @@ class LoadedModel {
   virtual torch::Device device() const = 0;
 };
 
+// Reads <dir>/model.json only (no weights): what the server needs to list models cheaply.
+absl::StatusOr<ModelManifest> ReadManifest(const std::string& dir);
+
 // Loads models/<name>/ onto `device`. NOT_FOUND for a missing folder or file,
 // INVALID_ARGUMENT for a bad manifest or a TorchScript module with the wrong signature.
 absl::StatusOr<std::unique_ptr<LoadedModel>> LoadModelPackage(const std::string& dir,
                                                               torch::Device device);
+
+class TpdiffNetImpl;  // network.h
+struct NetworkConfig;
+
+// Writes a builtin package: <dir>/model.json, <dir>/<weights_file> (the network's parameters
+// as float32 safetensors) and <dir>/<vocabulary_file>, creating <dir>. The manifest's kind and
+// network_config_json are taken from `network`; empty file names default to
+// "weights.safetensors" and "vocab.txt". Files are replaced atomically one by one.
+absl::Status WriteModelPackage(const std::string& dir, const ModelManifest& manifest,
+                               const Tokenizer& tokenizer, const TpdiffNetImpl& network);
+
+// A builtin manifest for the procedural shapes data: 16 frames of 32x32 at 8 fps, 3 stages of
+// 10 steps, flow matching, guidance 3.
+ModelManifest DefaultBuiltinManifest(const std::string& name);
+
+// Writes a package with a randomly initialised network (deterministic in `seed`, with the
+// zero-initialised output layers also randomised so predictions depend on every input) and
+// ShapesVocabulary(): for tests and for developing the service before a trained model exists.
+// config.vocab_size is set to the vocabulary's size.
+absl::Status CreateRandomBuiltinPackage(const std::string& dir, const std::string& name,
+                                        NetworkConfig config, uint64_t seed);
 
 }  // namespace tpdiff::core
 

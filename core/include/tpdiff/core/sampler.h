@@ -22,6 +22,9 @@ struct SampleRequest {
   int height = 32;
   int width = 32;
   torch::Tensor tokens;        // [batch, L] int64 caption ids, or [1, L] broadcast; may be empty
+  // [batch, L'] or [1, L'] ids of a negative prompt; may be empty. When set, guidance pushes
+  // away from it instead of from the empty caption: it replaces the unconditional row.
+  torch::Tensor negative_tokens;
   double guidance_scale = 1.0;  // classifier-free guidance w; 1 = conditional only
   uint64_t seed = 0;            // all noise is drawn on the CPU from this seed, so a seed
                                 // gives the same video on every device

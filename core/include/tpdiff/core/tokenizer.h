@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -26,12 +27,19 @@ class Tokenizer {
   absl::StatusOr<std::vector<int64_t>> Encode(absl::string_view prompt) const;
 
   const std::vector<std::string>& words() const { return words_; }
+  // One word per line, the format FromVocabularyText reads.
+  std::string ToVocabularyText() const;
   int vocab_size() const { return static_cast<int>(words_.size()) + 1; }  // with padding
 
  private:
-  explicit Tokenizer(std::vector<std::string> words) : words_(std::move(words)) {}
+  explicit Tokenizer(std::vector<std::string> words);
   std::vector<std::string> words_;
+  std::unordered_map<std::string, int64_t> ids_;
 };
+
+// The vocabulary of the procedural captioned-shape clips (colors, shapes, motions, speeds):
+// the bundled model's vocabulary and the default for new packages.
+std::vector<std::string> ShapesVocabulary();
 
 }  // namespace tpdiff::core
 

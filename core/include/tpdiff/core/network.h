@@ -1,0 +1,197 @@
+#ifndef TPDIFF_CORE_NETWORK_H_
+#define TPDIFF_CORE_NETWORK_H_
+
+// The built-in text-to-video denoiser: a small factorized space/time transformer on video
+// patches (DiT-style adaLN-Zero blocks) with a learned caption encoder.
+//
+// Per block, on tokens h [B, T, N, D] (N = patches per frame):
+//   spatial self-attention within each frame  (adaLN shift/scale/gate)
+//   temporal self-attention across frames per patch position (adaLN shift/scale/gate)
+//   cross-attention to the caption tokens (plain pre-norm)
+//   MLP (adaLN shift/scale/gate)
+// Conditioning vector = embed(t) + embed(stage) + proj(pooled caption). Temporal positions are
+// stage consistent (method note, section 4): frame n of stage k sits at full-rate position
+// n * 2^(k-1), encoded sinusoidally, so every stage shares one positional geometry.
+// Every residual branch and the output projection start at zero, so the untrained network
+// predicts 0 and early training is stable.
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/embedding.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/modules/normalization.h>
+#include <torch/nn/pimpl.h>
+#include <torch/types.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "tpdiff/core/denoiser.h"
+#include "tpdiff/core/safetensors.h"
+
+namespace tpdiff::core {
+
+struct NetworkConfig {
+  int channels = 3;     // video channels
+  int patch = 8;        // square spatial patch edge; H and W must be multiples of it
+  int max_height = 32;  // spatial position table covers (max_height/patch) x (max_width/patch)
+  int max_width = 32;
+  int width = 128;      // token width D
+  int depth = 4;        // number of space/time blocks
+  int heads = 4;        // attention heads; width % heads == 0
+  int mlp_ratio = 4;    // MLP hidden = mlp_ratio * width
+  int vocab_size = 26;  // token ids 0..vocab_size-1; 0 = padding
+  int max_tokens = 32;  // caption length limit (learned positions)
+  int text_width = 96;  // caption encoder width
+  int text_layers = 2;  // caption encoder transformer layers
+  int text_heads = 4;
+  int max_stages = 5;  // stage embedding table covers 1..max_stages
+
+  // INVALID_ARGUMENT naming the field and its limit.
+  absl::Status Validate() const;
+  std::string ToJson() const;  // a JSON object
+  // Unknown keys are rejected (a typo must not silently fall back to a default); missing
+  // keys keep their defaults. Errors name the field ("network.width: ...").
+  static absl::StatusOr<NetworkConfig> FromJson(const std::string& json_text);
+};
+
+// Named configs: "tiny" (unit tests, ~30k parameters), "cpu" (the defaults above: 8x8 patches,
+// width 128, depth 4, 2.2M parameters, sized for a 90-minute run on 2 CPU cores), "gpu"
+// (4x4 patches, width 192, depth 6, 6.9M parameters, for an H100/H200 run).
+// INVALID_ARGUMENT for another name.
+absl::StatusOr<NetworkConfig> NetworkPreset(const std::string& name);
+
+// Stage-consistent temporal positions: [frames] int64 with value n * 2^(stage-1).
+torch::Tensor TemporalPositions(int stage, int frames);
+
+// Sinusoidal features [P, dim] of (float) positions [P].
+torch::Tensor SinusoidalFeatures(const torch::Tensor& positions, int dim, double max_period);
+
+// Multiply-accumulate count x 2 of one forward pass for one clip (matmuls and attention only).
+int64_t EstimateForwardFlops(const NetworkConfig& config, int frames, int height, int width,
+                             int tokens = 32);
+
+namespace network_internal {
+
+class AttentionImpl : public torch::nn::Module {
+ public:
+  // Self-attention when kv_dim == 0 (one fused qkv projection), cross-attention otherwise.
+  AttentionImpl(int dim, int heads, int kv_dim = 0);
+  // x [B, Lq, D]; context [B, Lk, kv_dim] (undefined for self-attention); key_bias
+  // [B, Lk] additive float (0 or -inf-like) or undefined.
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& context = {},
+                        const torch::Tensor& key_bias = {});
+  torch::nn::Linear out{nullptr};
+
+ private:
+  int dim_;
+  int heads_;
+  bool cross_;
+  torch::nn::Linear qkv_{nullptr}, q_{nullptr}, kv_{nullptr};
+};
+TORCH_MODULE(Attention);
+
+class MlpImpl : public torch::nn::Module {
+ public:
+  MlpImpl(int dim, int hidden);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::nn::Linear fc1{nullptr}, fc2{nullptr};
+};
+TORCH_MODULE(Mlp);
+
+// Pre-norm transformer layer for the caption encoder.
+class TextLayerImpl : public torch::nn::Module {
+ public:
+  TextLayerImpl(int dim, int heads);
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& key_bias);
+
+ private:
+  torch::nn::LayerNorm norm1_{nullptr}, norm2_{nullptr};
+  Attention attn_{nullptr};
+  Mlp mlp_{nullptr};
+};
+TORCH_MODULE(TextLayer);
+
+class VideoBlockImpl : public torch::nn::Module {
+ public:
+  VideoBlockImpl(int dim, int heads, int mlp_hidden, int text_dim);
+  // h [B, T, N, D]; cond [B, D] (already SiLU'd); text [B, L, text_dim]; text_bias [B, L].
+  torch::Tensor forward(const torch::Tensor& h, const torch::Tensor& cond,
+                        const torch::Tensor& text, const torch::Tensor& text_bias);
+
+ private:
+  torch::nn::Linear modulation_{nullptr};  // cond -> 9 D (shift, scale, gate) x 3
+  torch::nn::LayerNorm norm_s_{nullptr}, norm_t_{nullptr}, norm_c_{nullptr}, norm_m_{nullptr};
+  Attention spatial_{nullptr}, temporal_{nullptr}, cross_{nullptr};
+  Mlp mlp_{nullptr};
+};
+TORCH_MODULE(VideoBlock);
+
+}  // namespace network_internal
+
+// The network. forward() follows the TorchScript contract of model_package.h and throws
+// c10::Error on bad shapes (the Denoiser adapter validates first and returns a Status).
+class TpdiffNetImpl : public torch::nn::Module {
+ public:
+  explicit TpdiffNetImpl(const NetworkConfig& config);
+
+  // x [B, C, T, H, W] float; t [B] float; stage [B] int64; tokens [B, L] int64, L <= max_tokens.
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& stage,
+                        const torch::Tensor& tokens);
+
+  // Caption encoding: returns ([B, 1 + L, text_width] states, [B, 1 + L] additive key bias).
+  // Position 0 is a learned null token that is never masked, so an all-padding
+  // (unconditional) caption still has one valid key.
+  std::pair<torch::Tensor, torch::Tensor> EncodeText(const torch::Tensor& tokens);
+
+  const NetworkConfig& config() const { return config_; }
+  int64_t ParameterCount() const;
+
+ private:
+  NetworkConfig config_;
+  torch::nn::Linear patch_embed_{nullptr};
+  torch::Tensor spatial_pos_;  // [Nmax_h * Nmax_w, D] learned
+  torch::nn::Linear time_fc1_{nullptr}, time_fc2_{nullptr};
+  torch::nn::Embedding stage_embed_{nullptr};
+  torch::nn::Embedding token_embed_{nullptr};
+  torch::Tensor text_pos_;    // [1 + max_tokens, text_width] learned
+  torch::Tensor null_token_;  // [text_width] learned
+  torch::nn::ModuleList text_layers_{nullptr};
+  torch::nn::LayerNorm text_norm_{nullptr};
+  torch::nn::Linear text_pool_{nullptr};
+  torch::nn::ModuleList blocks_{nullptr};
+  torch::nn::LayerNorm final_norm_{nullptr};
+  torch::nn::Linear final_modulation_{nullptr};  // cond -> shift, scale
+  torch::nn::Linear final_proj_{nullptr};        // D -> C * patch^2, zero-initialised
+};
+TORCH_MODULE(TpdiffNet);
+
+// The network's parameters by their module path ("blocks.0.spatial.qkv.weight", ...), each
+// name prefixed with `prefix`.
+NamedTensors NetworkState(const TpdiffNetImpl& net, const std::string& prefix = "");
+// Copies tensors named prefix + parameter path into the network (converting dtype/device).
+// INVALID_ARGUMENT naming the first missing or mis-shaped tensor; extra tensors are ignored.
+absl::Status LoadNetworkState(TpdiffNetImpl& net,
+                              const std::map<std::string, torch::Tensor>& tensors,
+                              const std::string& prefix = "");
+
+// Adapts a TpdiffNet to the sampler's Denoiser interface: validates shapes and token ids
+// (INVALID_ARGUMENT naming the input and limit), runs without autograd, converts LibTorch
+// exceptions to INTERNAL. Shares ownership of the network; one thread at a time.
+class NetworkDenoiser : public Denoiser {
+ public:
+  explicit NetworkDenoiser(TpdiffNet net) : net_(std::move(net)) {}
+  absl::StatusOr<torch::Tensor> Predict(const DenoiserInput& input) override;
+  TpdiffNet& net() { return net_; }
+
+ private:
+  TpdiffNet net_;
+};
+
+}  // namespace tpdiff::core
+
+#endif  // TPDIFF_CORE_NETWORK_H_

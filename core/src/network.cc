@@ -1,0 +1,538 @@
+#include "tpdiff/core/network.h"
+
+#include <torch/nn/init.h>
+#include <torch/version.h>
+
+#include <array>
+#include <cmath>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "tpdiff/core/torch_status.h"
+
+namespace tpdiff::core {
+namespace {
+
+namespace nn = torch::nn;
+
+// Finite rather than -inf so a row can never turn into NaN; every row keeps >= 1 valid key.
+constexpr float kMaskedBias = -1e9f;
+
+nn::Linear MakeLinear(int in, int out, bool bias = true) {
+  return nn::Linear(nn::LinearOptions(in, out).bias(bias));
+}
+
+nn::LayerNorm MakeNorm(int dim, bool affine) {
+  return nn::LayerNorm(nn::LayerNormOptions({dim}).elementwise_affine(affine).eps(1e-6));
+}
+
+void ZeroLinear(nn::Linear& linear) {
+  torch::NoGradGuard no_grad;
+  linear->weight.zero_();
+  if (linear->bias.defined()) linear->bias.zero_();
+}
+
+// Xavier-uniform weights and zero biases: the usual transformer initialisation.
+void InitLinear(nn::Linear& linear) {
+  torch::NoGradGuard no_grad;
+  nn::init::xavier_uniform_(linear->weight);
+  if (linear->bias.defined()) linear->bias.zero_();
+}
+
+torch::Tensor Modulate(const torch::Tensor& x, const torch::Tensor& shift,
+                       const torch::Tensor& scale) {
+  return x * (1 + scale) + shift;
+}
+
+// Multi-head scaled dot-product attention on [B, L, D] projections.
+torch::Tensor MultiHead(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                        int heads, const torch::Tensor& key_bias) {
+  const int64_t b = q.size(0), lq = q.size(1), lk = k.size(1), d = q.size(2);
+  const int64_t dh = d / heads;
+  const torch::Tensor qh = q.reshape({b, lq, heads, dh}).transpose(1, 2);
+  const torch::Tensor kh = k.reshape({b, lk, heads, dh}).transpose(1, 2);
+  const torch::Tensor vh = v.reshape({b, lk, heads, dh}).transpose(1, 2);
+  torch::Tensor bias;
+  if (key_bias.defined()) bias = key_bias.to(q.scalar_type()).view({b, 1, 1, lk});
+#if TORCH_VERSION_MAJOR >= 2
+  // Fused kernels (flash / memory-efficient) on CUDA; same math as the fallback below.
+  std::optional<torch::Tensor> mask;
+  if (bias.defined()) mask = bias;
+  const torch::Tensor out = at::scaled_dot_product_attention(qh, kh, vh, mask);
+#else
+  torch::Tensor scores = torch::matmul(qh, kh.transpose(-2, -1)) * (1.0 / std::sqrt(double(dh)));
+  if (bias.defined()) scores = scores + bias;
+  const torch::Tensor out = torch::matmul(torch::softmax(scores, -1), vh);
+#endif
+  return out.transpose(1, 2).reshape({b, lq, d});
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// NetworkConfig
+
+absl::Status NetworkConfig::Validate() const {
+  auto bad = [](const char* field, const std::string& why) {
+    return absl::InvalidArgumentError(absl::StrCat("network.", field, ": ", why));
+  };
+  auto range = [&](const char* field, int v, int lo, int hi) -> absl::Status {
+    if (v < lo || v > hi) {
+      return bad(field, absl::StrCat(v, " outside [", lo, ", ", hi, "]"));
+    }
+    return absl::OkStatus();
+  };
+  for (const absl::Status& s :
+       {range("channels", channels, 1, 16), range("patch", patch, 1, 32),
+        range("max_height", max_height, 1, 4096), range("max_width", max_width, 1, 4096),
+        range("width", width, 8, 4096), range("depth", depth, 1, 64), range("heads", heads, 1, 64),
+        range("mlp_ratio", mlp_ratio, 1, 16), range("vocab_size", vocab_size, 1, 1 << 20),
+        range("max_tokens", max_tokens, 1, 1024), range("text_width", text_width, 8, 4096),
+        range("text_layers", text_layers, 0, 32), range("text_heads", text_heads, 1, 64),
+        range("max_stages", max_stages, 1, 16)}) {
+    if (!s.ok()) return s;
+  }
+  if (width % heads != 0)
+    return bad("width", absl::StrCat(width, " not divisible by heads ", heads));
+  if (width % 2 != 0) return bad("width", absl::StrCat(width, " must be even"));
+  if (text_width % text_heads != 0) {
+    return bad("text_width", absl::StrCat(text_width, " not divisible by text_heads ", text_heads));
+  }
+  if (max_height % patch != 0) {
+    return bad("max_height", absl::StrCat(max_height, " not divisible by patch ", patch));
+  }
+  if (max_width % patch != 0) {
+    return bad("max_width", absl::StrCat(max_width, " not divisible by patch ", patch));
+  }
+  return absl::OkStatus();
+}
+
+std::string NetworkConfig::ToJson() const {
+  nlohmann::json j = {
+      {"channels", channels},     {"patch", patch},           {"max_height", max_height},
+      {"max_width", max_width},   {"width", width},           {"depth", depth},
+      {"heads", heads},           {"mlp_ratio", mlp_ratio},   {"vocab_size", vocab_size},
+      {"max_tokens", max_tokens}, {"text_width", text_width}, {"text_layers", text_layers},
+      {"text_heads", text_heads}, {"max_stages", max_stages}};
+  return j.dump();
+}
+
+absl::StatusOr<NetworkConfig> NetworkConfig::FromJson(const std::string& json_text) {
+  const nlohmann::json j = nlohmann::json::parse(json_text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return absl::InvalidArgumentError("network: not valid JSON");
+  if (!j.is_object()) return absl::InvalidArgumentError("network: must be a JSON object");
+  NetworkConfig c;
+  const std::pair<const char*, int*> fields[] = {
+      {"channels", &c.channels},     {"patch", &c.patch},           {"max_height", &c.max_height},
+      {"max_width", &c.max_width},   {"width", &c.width},           {"depth", &c.depth},
+      {"heads", &c.heads},           {"mlp_ratio", &c.mlp_ratio},   {"vocab_size", &c.vocab_size},
+      {"max_tokens", &c.max_tokens}, {"text_width", &c.text_width}, {"text_layers", &c.text_layers},
+      {"text_heads", &c.text_heads}, {"max_stages", &c.max_stages}};
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    int* target = nullptr;
+    for (const auto& [name, ptr] : fields) {
+      if (it.key() == name) target = ptr;
+    }
+    if (target == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat("network.", it.key(), ": unknown field"));
+    }
+    if (!it.value().is_number_integer()) {
+      return absl::InvalidArgumentError(absl::StrCat("network.", it.key(), ": must be an integer"));
+    }
+    const int64_t v = it.value().get<int64_t>();
+    if (v < -(1LL << 30) || v > (1LL << 30)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("network.", it.key(), ": ", v, " out of range"));
+    }
+    *target = static_cast<int>(v);
+  }
+  if (absl::Status s = c.Validate(); !s.ok()) return s;
+  return c;
+}
+
+absl::StatusOr<NetworkConfig> NetworkPreset(const std::string& name) {
+  NetworkConfig c;
+  if (name == "cpu") return c;
+  if (name == "tiny") {
+    c.width = 32;
+    c.depth = 1;
+    c.heads = 2;
+    c.text_width = 16;
+    c.text_layers = 1;
+    c.text_heads = 2;
+    return c;
+  }
+  if (name == "gpu") {
+    c.patch = 4;
+    c.width = 192;
+    c.depth = 6;
+    c.heads = 6;
+    c.text_width = 128;
+    return c;
+  }
+  return absl::InvalidArgumentError(absl::StrCat("preset: \"", name, "\" is not tiny, cpu or gpu"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Positions and cost
+
+torch::Tensor TemporalPositions(int stage, int frames) {
+  return torch::arange(static_cast<int64_t>(frames), torch::kLong) * (int64_t{1} << (stage - 1));
+}
+
+torch::Tensor SinusoidalFeatures(const torch::Tensor& positions, int dim, double max_period) {
+  const int half = dim / 2;
+  const auto opts = torch::TensorOptions().dtype(torch::kFloat).device(positions.device());
+  const torch::Tensor freqs =
+      torch::exp(torch::arange(half, opts) * (-std::log(max_period) / std::max(half, 1)));
+  const torch::Tensor args = positions.to(torch::kFloat).unsqueeze(1) * freqs.unsqueeze(0);
+  torch::Tensor out = torch::cat({torch::cos(args), torch::sin(args)}, 1);
+  if (dim % 2 == 1) out = torch::cat({out, torch::zeros({out.size(0), 1}, opts)}, 1);
+  return out;
+}
+
+int64_t EstimateForwardFlops(const NetworkConfig& c, int frames, int height, int width,
+                             int tokens) {
+  const int64_t d = c.width, dt = c.text_width, p = c.patch;
+  const int64_t n = (height / p) * (width / p);
+  const int64_t T = frames, L = tokens + 1;
+  const int64_t patch_dim = c.channels * p * p;
+  const int64_t tok = T * n;
+  int64_t macs = 0;
+  macs += 2 * tok * patch_dim * d;                     // patch embedding + output projection
+  const int64_t per_token = 4 * d * d + 2 * n * d      // spatial attention
+                            + 4 * d * d + 2 * T * d    // temporal attention
+                            + 2 * d * d + 2 * L * d    // cross-attention (q, out, scores)
+                            + 2 * c.mlp_ratio * d * d  // MLP
+      ;
+  macs += c.depth * (tok * per_token + L * 2 * dt * d);  // + caption k/v per block
+  macs += c.text_layers * L * (4 * dt * dt + 2 * L * dt + 2 * c.mlp_ratio * dt * dt);
+  return 2 * macs;
+}
+
+namespace network_internal {
+
+// ---------------------------------------------------------------------------------------------
+// Building blocks
+
+AttentionImpl::AttentionImpl(int dim, int heads, int kv_dim)
+    : dim_(dim), heads_(heads), cross_(kv_dim > 0) {
+  if (cross_) {
+    q_ = register_module("q", MakeLinear(dim, dim));
+    kv_ = register_module("kv", MakeLinear(kv_dim, 2 * dim));
+    InitLinear(q_);
+    InitLinear(kv_);
+  } else {
+    qkv_ = register_module("qkv", MakeLinear(dim, 3 * dim));
+    InitLinear(qkv_);
+  }
+  out = register_module("out", MakeLinear(dim, dim));
+  InitLinear(out);
+}
+
+torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& context,
+                                     const torch::Tensor& key_bias) {
+  torch::Tensor q, k, v;
+  if (cross_) {
+    q = q_(x);
+    const auto kv = kv_(context).chunk(2, -1);
+    k = kv[0];
+    v = kv[1];
+  } else {
+    const auto qkv = qkv_(x).chunk(3, -1);
+    q = qkv[0];
+    k = qkv[1];
+    v = qkv[2];
+  }
+  return out(MultiHead(q, k, v, heads_, key_bias));
+}
+
+MlpImpl::MlpImpl(int dim, int hidden) {
+  fc1 = register_module("fc1", MakeLinear(dim, hidden));
+  fc2 = register_module("fc2", MakeLinear(hidden, dim));
+  InitLinear(fc1);
+  InitLinear(fc2);
+}
+
+torch::Tensor MlpImpl::forward(const torch::Tensor& x) { return fc2(torch::gelu(fc1(x), "tanh")); }
+
+TextLayerImpl::TextLayerImpl(int dim, int heads) {
+  norm1_ = register_module("norm1", MakeNorm(dim, true));
+  attn_ = register_module("attn", Attention(dim, heads));
+  norm2_ = register_module("norm2", MakeNorm(dim, true));
+  mlp_ = register_module("mlp", Mlp(dim, 4 * dim));
+}
+
+torch::Tensor TextLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& key_bias) {
+  torch::Tensor h = x + attn_(norm1_(x), torch::Tensor(), key_bias);
+  return h + mlp_(norm2_(h));
+}
+
+VideoBlockImpl::VideoBlockImpl(int dim, int heads, int mlp_hidden, int text_dim) {
+  modulation_ = register_module("modulation", MakeLinear(dim, 9 * dim));
+  ZeroLinear(modulation_);  // adaLN-Zero: every gated branch starts closed
+  norm_s_ = register_module("norm_s", MakeNorm(dim, false));
+  spatial_ = register_module("spatial", Attention(dim, heads));
+  norm_t_ = register_module("norm_t", MakeNorm(dim, false));
+  temporal_ = register_module("temporal", Attention(dim, heads));
+  norm_c_ = register_module("norm_c", MakeNorm(dim, true));
+  cross_ = register_module("cross", Attention(dim, heads, text_dim));
+  ZeroLinear(cross_->out);  // the ungated cross branch also starts at zero
+  norm_m_ = register_module("norm_m", MakeNorm(dim, false));
+  mlp_ = register_module("mlp", Mlp(dim, mlp_hidden));
+}
+
+torch::Tensor VideoBlockImpl::forward(const torch::Tensor& h_in, const torch::Tensor& cond,
+                                      const torch::Tensor& text, const torch::Tensor& text_bias) {
+  const int64_t b = h_in.size(0), T = h_in.size(1), n = h_in.size(2), d = h_in.size(3);
+  const auto m = modulation_(cond).view({b, 1, 1, 9 * d}).chunk(9, -1);
+  torch::Tensor h = h_in;
+  // Spatial attention: frames folded into the batch.
+  torch::Tensor x = Modulate(norm_s_(h), m[0], m[1]).reshape({b * T, n, d});
+  h = h + m[2] * spatial_(x).view({b, T, n, d});
+  // Temporal attention: patch positions folded into the batch.
+  x = Modulate(norm_t_(h), m[3], m[4]).permute({0, 2, 1, 3}).reshape({b * n, T, d});
+  h = h + m[5] * temporal_(x).view({b, n, T, d}).permute({0, 2, 1, 3});
+  // Cross-attention to the caption.
+  x = norm_c_(h).reshape({b, T * n, d});
+  h = h + cross_(x, text, text_bias).view({b, T, n, d});
+  // MLP.
+  h = h + m[8] * mlp_(Modulate(norm_m_(h), m[6], m[7]));
+  return h;
+}
+
+}  // namespace network_internal
+
+// ---------------------------------------------------------------------------------------------
+// TpdiffNet
+
+TpdiffNetImpl::TpdiffNetImpl(const NetworkConfig& config) : config_(config) {
+  TORCH_CHECK(config.Validate().ok(), "invalid network config: ", config.Validate().ToString());
+  const int d = config.width, dt = config.text_width, p = config.patch;
+  const int patch_dim = config.channels * p * p;
+  patch_embed_ = register_module("patch_embed", MakeLinear(patch_dim, d));
+  InitLinear(patch_embed_);
+  {
+    // Learned spatial positions, initialised with 2-D sinusoids (rows in the first half of
+    // the features, columns in the second) so the grid geometry is known from step 0.
+    const int gh = config.max_height / p, gw = config.max_width / p;
+    const torch::Tensor rows = SinusoidalFeatures(torch::arange(gh), d / 2, 100.0);
+    const torch::Tensor cols = SinusoidalFeatures(torch::arange(gw), d - d / 2, 100.0);
+    const torch::Tensor grid = torch::cat({rows.unsqueeze(1).expand({gh, gw, d / 2}),
+                                           cols.unsqueeze(0).expand({gh, gw, d - d / 2})},
+                                          2)
+                                   .reshape({gh * gw, d});
+    spatial_pos_ = register_parameter("spatial_pos", grid.clone());
+  }
+  time_fc1_ = register_module("time_fc1", MakeLinear(d, d));
+  time_fc2_ = register_module("time_fc2", MakeLinear(d, d));
+  InitLinear(time_fc1_);
+  InitLinear(time_fc2_);
+  stage_embed_ =
+      register_module("stage_embed", nn::Embedding(nn::EmbeddingOptions(config.max_stages + 1, d)));
+  token_embed_ =
+      register_module("token_embed", nn::Embedding(nn::EmbeddingOptions(config.vocab_size, dt)));
+  {
+    torch::NoGradGuard no_grad;
+    stage_embed_->weight.normal_(0, 0.02);
+    token_embed_->weight.normal_(0, 0.02);
+  }
+  text_pos_ = register_parameter("text_pos", torch::randn({config.max_tokens + 1, dt}) * 0.02);
+  null_token_ = register_parameter("null_token", torch::randn({dt}) * 0.02);
+  text_layers_ = register_module("text_layers", nn::ModuleList());
+  for (int i = 0; i < config.text_layers; ++i) {
+    text_layers_->push_back(network_internal::TextLayer(dt, config.text_heads));
+  }
+  text_norm_ = register_module("text_norm", MakeNorm(dt, true));
+  text_pool_ = register_module("text_pool", MakeLinear(dt, d));
+  InitLinear(text_pool_);
+  blocks_ = register_module("blocks", nn::ModuleList());
+  for (int i = 0; i < config.depth; ++i) {
+    blocks_->push_back(network_internal::VideoBlock(d, config.heads, config.mlp_ratio * d, dt));
+  }
+  final_norm_ = register_module("final_norm", MakeNorm(d, false));
+  final_modulation_ = register_module("final_modulation", MakeLinear(d, 2 * d));
+  ZeroLinear(final_modulation_);
+  final_proj_ = register_module("final_proj", MakeLinear(d, patch_dim));
+  ZeroLinear(final_proj_);
+}
+
+std::pair<torch::Tensor, torch::Tensor> TpdiffNetImpl::EncodeText(const torch::Tensor& tokens) {
+  const int64_t b = tokens.size(0), len = tokens.size(1);
+  TORCH_CHECK(len <= config_.max_tokens, "tokens: ", len, " exceeds max_tokens ",
+              config_.max_tokens);
+  const int dt = config_.text_width;
+  const torch::Tensor emb = token_embed_(tokens);
+  const torch::Tensor null = null_token_.view({1, 1, dt}).expand({b, 1, dt});
+  torch::Tensor seq = torch::cat({null, emb}, 1) + text_pos_.slice(0, 0, len + 1).unsqueeze(0);
+  const torch::Tensor valid =
+      torch::cat({torch::ones({b, 1}, tokens.options().dtype(torch::kBool)), tokens.ne(0)}, 1);
+  const torch::Tensor bias =
+      torch::zeros({b, len + 1}, seq.options()).masked_fill(valid.logical_not(), kMaskedBias);
+  for (const auto& layer : *text_layers_) {
+    seq = layer->as<network_internal::TextLayer>()->forward(seq, bias);
+  }
+  return {text_norm_(seq), bias};
+}
+
+torch::Tensor TpdiffNetImpl::forward(const torch::Tensor& x, const torch::Tensor& t,
+                                     const torch::Tensor& stage, const torch::Tensor& tokens) {
+  TORCH_CHECK(x.dim() == 5, "x must be [B, C, T, H, W], got ", x.sizes());
+  const int64_t b = x.size(0), c = x.size(1), T = x.size(2), H = x.size(3), W = x.size(4);
+  const int64_t p = config_.patch, hp = H / p, wp = W / p, n = hp * wp, d = config_.width;
+  TORCH_CHECK(c == config_.channels && H % p == 0 && W % p == 0 && H <= config_.max_height &&
+                  W <= config_.max_width,
+              "x shape ", x.sizes(), " does not fit the network config");
+  TORCH_CHECK(stage.numel() == b, "stage must have one entry per clip");
+  // All clips of a batch share one stage (the sampler and trainer both batch per stage).
+  const int k = static_cast<int>(stage.reshape({-1})[0].item<int64_t>());
+  TORCH_CHECK(k >= 1 && k <= config_.max_stages, "stage ", k, " outside 1..", config_.max_stages);
+
+  // Patchify: [B, C, T, H, W] -> [B, T, N, C*p*p].
+  torch::Tensor h = x.reshape({b, c, T, hp, p, wp, p})
+                        .permute({0, 2, 3, 5, 1, 4, 6})
+                        .reshape({b, T, n, c * p * p});
+  h = patch_embed_(h);
+  const torch::Tensor spatial =
+      spatial_pos_.view({config_.max_height / p, config_.max_width / p, d})
+          .slice(0, 0, hp)
+          .slice(1, 0, wp)
+          .reshape({1, 1, n, d});
+  const torch::Tensor temporal =
+      SinusoidalFeatures(TemporalPositions(k, static_cast<int>(T)).to(x.device()), d, 100.0)
+          .to(h.scalar_type())
+          .view({1, T, 1, d});
+  h = h + spatial + temporal;
+
+  auto [text, text_bias] = EncodeText(tokens);
+  const torch::Tensor valid = (text_bias == 0).to(text.scalar_type()).unsqueeze(-1);
+  const torch::Tensor pooled = (text * valid).sum(1) / valid.sum(1);
+
+  torch::Tensor cond = time_fc2_(torch::silu(
+      time_fc1_(SinusoidalFeatures(t.reshape({-1}).to(torch::kFloat) * 1000.0, d, 10000.0))));
+  cond = cond + stage_embed_(stage.reshape({-1}).to(torch::kLong)) + text_pool_(pooled);
+  cond = torch::silu(cond);
+
+  for (const auto& block : *blocks_) {
+    h = block->as<network_internal::VideoBlock>()->forward(h, cond, text, text_bias);
+  }
+  const auto fm = final_modulation_(cond).view({b, 1, 1, 2 * d}).chunk(2, -1);
+  h = final_proj_(Modulate(final_norm_(h), fm[0], fm[1]));
+  // Unpatchify: [B, T, N, C*p*p] -> [B, C, T, H, W].
+  return h.reshape({b, T, hp, wp, c, p, p}).permute({0, 4, 1, 2, 5, 3, 6}).reshape({b, c, T, H, W});
+}
+
+int64_t TpdiffNetImpl::ParameterCount() const {
+  int64_t total = 0;
+  for (const auto& p : parameters()) total += p.numel();
+  return total;
+}
+
+NamedTensors NetworkState(const TpdiffNetImpl& net, const std::string& prefix) {
+  NamedTensors out;
+  for (const auto& item : net.named_parameters(/*recurse=*/true)) {
+    out.emplace_back(prefix + item.key(), item.value());
+  }
+  return out;
+}
+
+absl::Status LoadNetworkState(TpdiffNetImpl& net,
+                              const std::map<std::string, torch::Tensor>& tensors,
+                              const std::string& prefix) {
+  torch::NoGradGuard no_grad;
+  for (auto& item : net.named_parameters(/*recurse=*/true)) {
+    const std::string name = prefix + item.key();
+    auto it = tensors.find(name);
+    if (it == tensors.end()) {
+      return absl::InvalidArgumentError(absl::StrCat("weights: tensor \"", name, "\" missing"));
+    }
+    if (it->second.sizes() != item.value().sizes()) {
+      std::ostringstream want, got;
+      want << item.value().sizes();
+      got << it->second.sizes();
+      return absl::InvalidArgumentError(absl::StrCat("weights: tensor \"", name, "\" has shape ",
+                                                     got.str(), ", the network expects ",
+                                                     want.str()));
+    }
+    if (!it->second.is_floating_point()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("weights: tensor \"", name, "\" is not floating point"));
+    }
+    absl::Status copied = TorchCall("weights: copy", [&] {
+                            item.value().copy_(it->second);
+                            return 0;
+                          }).status();
+    if (!copied.ok()) return copied;
+  }
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Denoiser adapter
+
+absl::StatusOr<torch::Tensor> NetworkDenoiser::Predict(const DenoiserInput& in) {
+  const NetworkConfig& c = net_->config();
+  if (!in.x.defined() || in.x.dim() != 5) {
+    return absl::InvalidArgumentError("x: must be [B, C, T, H, W]");
+  }
+  const int64_t b = in.x.size(0);
+  if (in.x.size(1) != c.channels) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("x: ", in.x.size(1), " channels, the model has ", c.channels));
+  }
+  for (int dim : {3, 4}) {
+    const int64_t v = in.x.size(dim);
+    const int limit = dim == 3 ? c.max_height : c.max_width;
+    const char* name = dim == 3 ? "height" : "width";
+    if (v % c.patch != 0 || v > limit || v == 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          name, ": ", v, " must be a positive multiple of ", c.patch, " and at most ", limit));
+    }
+  }
+  if (!in.t.defined() || in.t.numel() != b) {
+    return absl::InvalidArgumentError("t: must have one entry per clip");
+  }
+  if (!in.stage.defined() || in.stage.numel() != b) {
+    return absl::InvalidArgumentError("stage: must have one entry per clip");
+  }
+  if (!in.tokens.defined() || in.tokens.dim() != 2 || in.tokens.size(0) != b) {
+    return absl::InvalidArgumentError("tokens: must be [B, L]");
+  }
+  if (in.tokens.size(1) > c.max_tokens) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tokens: ", in.tokens.size(1), " exceeds the model's maximum of ", c.max_tokens));
+  }
+  // Value checks read the tensors (a device sync on GPU); cheap next to one forward pass.
+  auto ranges = TorchCall("network input check", [&] {
+    const torch::Tensor s = in.stage.to(torch::kLong);
+    std::array<int64_t, 4> r = {s.min().item<int64_t>(), s.max().item<int64_t>(), 0, 0};
+    if (in.tokens.numel() > 0) {
+      const torch::Tensor tk = in.tokens.to(torch::kLong);
+      r[2] = tk.min().item<int64_t>();
+      r[3] = tk.max().item<int64_t>();
+    }
+    return r;
+  });
+  if (!ranges.ok()) return ranges.status();
+  const auto& r = *ranges;
+  if (r[0] != r[1] || r[0] < 1 || r[0] > c.max_stages) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("stage: values must be equal within a batch and in 1..", c.max_stages));
+  }
+  if (r[2] < 0 || r[3] >= c.vocab_size) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tokens: ids must be in [0, ", c.vocab_size, ")"));
+  }
+  return TorchCall("network forward", [&] {
+    torch::NoGradGuard no_grad;
+    const torch::Device device = in.x.device();
+    return net_->forward(in.x.to(torch::kFloat), in.t.to(device, torch::kFloat),
+                         in.stage.to(device, torch::kLong), in.tokens.to(device, torch::kLong));
+  });
+}
+
+}  // namespace tpdiff::core

@@ -1,0 +1,182 @@
+#ifndef TPDIFF_SERVER_DISPATCHER_H_
+#define TPDIFF_SERVER_DISPATCHER_H_
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+
+#include "absl/random/random.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "tpdiff/server/clock.h"
+#include "tpdiff/server/job_queue.h"
+#include "tpdiff/server/job_store.h"
+#include "tpdiff/server/metrics.h"
+#include "tpdiff/server/model_registry.h"
+#include "tpdiff/v1/video_generation.pb.h"
+#include "tpdiff/worker/v1/worker.pb.h"
+
+namespace tpdiff::server {
+
+// A connected worker's stream as the Dispatcher sees it (the gRPC reactor in production, a
+// recorder in tests).
+//
+// Thread safety: the Dispatcher calls these with its own lock held, so implementations must
+// not block and must never call back into the Dispatcher from inside them.
+class WorkerChannel {
+ public:
+  virtual ~WorkerChannel() = default;
+  // Queues a message for the worker, in order.
+  virtual void Send(tpdiff::worker::v1::DispatchMessage message) = 0;
+  // Ends the stream with `status` (lease expired, replaced). The Dispatcher has already
+  // forgotten the worker and will not use the channel again.
+  virtual void Close(const absl::Status& status) = 0;
+};
+
+struct DispatcherOptions {
+  size_t queue_capacity = 64;                     // per priority
+  absl::Duration aging_interval = absl::Seconds(10);  // one priority level per interval waited
+  int max_attempts = 3;                           // runs of one job before it fails
+  absl::Duration heartbeat_interval = absl::Seconds(2);  // told to workers in Welcome
+  // A worker silent this long loses its stream; a job its worker has not confirmed (event or
+  // heartbeat listing it) this long is re-queued.
+  absl::Duration lease_timeout = absl::Seconds(10);
+  size_t recent_jobs_for_estimate = 16;  // completed jobs averaged for the wait estimate
+};
+
+struct Submission {
+  tpdiff::v1::Job job;
+  bool existing = false;  // the request_id matched a stored job; nothing new was queued
+};
+
+// The front's state machine: admission, the queue, leases of jobs to workers, re-queues,
+// cancellation, and translation of worker events into each job's event log.
+//
+// Ownership: borrows the clock, registry, store and metrics (they must outlive it); owns the
+// queue. Thread safety: every public method is thread-safe and never blocks on I/O. Lock
+// order: Dispatcher::mu_ -> WorkerChannel / JobWatcher locks -> JobStore lock; callers must
+// not hold a reactor lock when calling in.
+class Dispatcher {
+ public:
+  Dispatcher(DispatcherOptions options, const Clock& clock, ModelRegistry& models,
+             JobStore& store, ServerMetrics& metrics);
+
+  // Validates, fills defaults, applies idempotency and admission, stores the job with its
+  // Queued event (seq 1) and hands it to a free worker if there is one. `call_deadline`
+  // (Generate's deadline; InfiniteFuture for none) also bounds the time in the queue.
+  // INVALID_ARGUMENT (bad field), RESOURCE_EXHAUSTED (queue full / estimated wait too long),
+  // UNAVAILABLE (draining).
+  absl::StatusOr<Submission> Submit(const tpdiff::v1::GenerateRequest& request,
+                                    absl::Time call_deadline = absl::InfiniteFuture());
+  // Cancels a queued or running job (Cancelled{source}; the worker running it is sent Cancel).
+  // A finished job is returned as is. NOT_FOUND for an unknown job.
+  absl::StatusOr<tpdiff::v1::Job> Cancel(const std::string& job_id, const std::string& source);
+  tpdiff::v1::ListModelsResponse ListModels() const;
+
+  // Worker protocol. ConnectWorker validates the Hello, sends Welcome on `channel` and
+  // returns a connection id; from then on jobs may be assigned on it. A second connection
+  // with the same worker_id replaces the first (its jobs are re-queued).
+  absl::StatusOr<uint64_t> ConnectWorker(const tpdiff::worker::v1::Hello& hello,
+                                         WorkerChannel* channel);
+  void OnWorkerMessage(uint64_t connection, const tpdiff::worker::v1::WorkerMessage& message);
+  // The stream ended (any cause). Its jobs are re-queued. Unknown ids are ignored, so this
+  // may follow a Close the Dispatcher initiated.
+  void DisconnectWorker(uint64_t connection, const std::string& reason);
+
+  // Periodic work, driven by the server's ticker (or a test after advancing a FakeClock):
+  // queue deadlines, leases, job store eviction.
+  void Tick();
+
+  // Shutdown steps. StopAdmitting: Submit answers UNAVAILABLE and Ready() is false.
+  void StopAdmitting();
+  // Cancels every queued job (not the running ones) with Cancelled{source}.
+  void CancelQueued(const std::string& source);
+  // Sends Drain to every worker; drained workers get no new jobs.
+  void DrainWorkers();
+  // Cancels every queued and running job with Cancelled{source}.
+  void CancelAll(const std::string& source);
+  // Waits (real time) until no job runs on a worker; false on timeout.
+  bool WaitUntilNoRunningJobs(absl::Duration timeout);
+
+  // At least one serving worker, admitting, and the STANDARD queue not full.
+  bool Ready() const;
+  size_t ServingWorkers() const;
+  size_t RunningJobs() const;
+  size_t QueuedJobs() const;
+
+ private:
+  struct ActiveJob {
+    tpdiff::v1::GenerateRequest request;  // validated, defaults filled in
+    QueuedJob entry;                      // priority, model, aging start, deadline
+    absl::Time created_at;
+    absl::Time queued_at;  // admission or last re-queue
+    absl::Time call_deadline = absl::InfiniteFuture();
+    uint32_t attempt = 1;
+    uint64_t worker = 0;  // connection running it; 0 = queued
+    absl::Time assigned_at;
+    absl::Time last_confirmed;
+    bool preview_seen = false;
+  };
+  struct Worker {
+    std::string worker_id;
+    std::set<std::string> models;
+    uint32_t slots = 1;
+    WorkerChannel* channel = nullptr;
+    bool draining = false;
+    absl::Time last_seen;
+    std::map<std::string, uint32_t> jobs;  // job id -> attempt, holding a slot
+  };
+
+  absl::Time QueueDeadline(const ActiveJob& job, absl::Time from) const;
+  absl::Status AdmitLocked(const QueuedJob& entry, absl::Time now, const ActiveJob& job)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void DispatchLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void AssignLocked(uint64_t connection, Worker& worker, ActiveJob& job, const std::string& id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ExpireQueuedLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ExpireLeasesLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Puts a job that lost its worker back at the front of its priority, or fails it after
+  // max_attempts. `label` is the bounded metric reason, `reason` the text clients see.
+  void RequeueLocked(const std::string& job_id, const std::string& label,
+                     const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RemoveWorkerLocked(uint64_t connection, const std::string& label,
+                          const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Appends the terminal event, forgets the job and records metrics.
+  void FinishLocked(const std::string& job_id, tpdiff::v1::JobEvent event)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CancelLocked(const std::string& job_id, const std::string& source)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void HandleEventLocked(uint64_t connection, Worker& worker,
+                         const tpdiff::worker::v1::WorkerEvent& event)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void HandleHeartbeatLocked(uint64_t connection, Worker& worker,
+                             const tpdiff::worker::v1::Heartbeat& heartbeat)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void UpdateGaugesLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  size_t RunningJobsLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const DispatcherOptions options_;
+  const Clock& clock_;
+  ModelRegistry& models_;
+  JobStore& store_;
+  ServerMetrics& metrics_;
+
+  mutable absl::Mutex mu_;
+  std::unique_ptr<JobQueue> queue_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, ActiveJob> active_ ABSL_GUARDED_BY(mu_);  // queued or running
+  std::map<uint64_t, Worker> workers_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_connection_ ABSL_GUARDED_BY(mu_) = 1;
+  bool admitting_ ABSL_GUARDED_BY(mu_) = true;
+  std::deque<double> recent_job_seconds_ ABSL_GUARDED_BY(mu_);
+  absl::BitGen bitgen_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace tpdiff::server
+
+#endif  // TPDIFF_SERVER_DISPATCHER_H_

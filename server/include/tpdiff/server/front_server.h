@@ -1,0 +1,91 @@
+#ifndef TPDIFF_SERVER_FRONT_SERVER_H_
+#define TPDIFF_SERVER_FRONT_SERVER_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include <grpcpp/grpcpp.h>
+#include <prometheus/exposer.h>
+#include <prometheus/registry.h>
+
+#include "absl/status/status.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "tpdiff/server/clock.h"
+#include "tpdiff/server/dispatcher.h"
+#include "tpdiff/server/job_store.h"
+#include "tpdiff/server/metrics.h"
+#include "tpdiff/server/model_registry.h"
+#include "tpdiff/server/services.h"
+
+namespace tpdiff::server {
+
+// The health service name that reports readiness; "" reports liveness.
+inline constexpr char kReadinessService[] = "tpdiff.v1.VideoGeneration";
+
+struct FrontServerOptions {
+  std::string listen = "0.0.0.0:50051";  // host:port; port 0 picks a free one (see port())
+  std::string metrics_listen;            // host:port for /metrics; empty = no exposer
+  std::string models_dir;                // read at start when set; missing folder = error
+  std::string default_model;
+  DispatcherOptions dispatcher;
+  absl::Duration job_ttl = absl::Hours(1);
+  size_t job_store_bytes = size_t{1} << 30;
+  int max_receive_message_bytes = 16 << 20;
+  int max_send_message_bytes = 16 << 20;
+  absl::Duration tick_interval = absl::Milliseconds(100);  // leases, deadlines, health
+};
+
+// Wires the front: model registry, job store, dispatcher, gRPC services (with health and
+// reflection), the /metrics exposer and a ticker thread.
+//
+// Ownership: owns everything it builds; borrows `clock` (must outlive it). Thread safety:
+// Start, Drain and Shutdown are called from one controlling thread.
+class FrontServer {
+ public:
+  FrontServer(FrontServerOptions options, const Clock& clock);
+  ~FrontServer();  // Shutdown(0) if still running
+
+  absl::Status Start();
+  int port() const { return port_; }                  // the bound gRPC port
+  int metrics_port() const { return metrics_port_; }  // 0 without an exposer
+
+  // Stops admitting (UNAVAILABLE) and reports the readiness service NOT_SERVING.
+  void Drain();
+  // Graceful shutdown: Drain, cancel queued jobs, send Drain to workers, let running jobs
+  // finish for up to `grace`, cancel the rest (Cancelled{source: "shutdown"}), report every
+  // health service NOT_SERVING and stop the gRPC server and the exposer.
+  void Shutdown(absl::Duration grace);
+
+  Dispatcher& dispatcher() { return *dispatcher_; }
+  JobStore& store() { return *store_; }
+  prometheus::Registry& registry() { return *registry_; }
+
+ private:
+  void TickLoop();
+  void UpdateHealth();
+
+  const FrontServerOptions options_;
+  const Clock& clock_;
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::unique_ptr<ServerMetrics> metrics_;
+  std::unique_ptr<ModelRegistry> models_;
+  std::unique_ptr<JobStore> store_;
+  std::unique_ptr<Dispatcher> dispatcher_;
+  std::unique_ptr<VideoGenerationService> api_service_;
+  std::unique_ptr<WorkerGatewayService> gateway_service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<prometheus::Exposer> exposer_;
+  std::thread ticker_;
+  absl::Notification stop_ticker_;
+  int port_ = 0;
+  int metrics_port_ = 0;
+  bool started_ = false;
+  bool stopped_ = false;
+};
+
+}  // namespace tpdiff::server
+
+#endif  // TPDIFF_SERVER_FRONT_SERVER_H_

@@ -1,0 +1,67 @@
+#ifndef TPDIFF_SERVER_LOCAL_WORKERS_H_
+#define TPDIFF_SERVER_LOCAL_WORKERS_H_
+
+#include <sys/types.h>
+
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+
+namespace tpdiff::server {
+
+// Runs `count` copies of a worker binary as child processes (fork + exec, no shell),
+// restarts any that exits (with backoff) and stops them all on Stop().
+//
+// Ownership: owns the children. Thread safety: Start and Stop from one controlling thread;
+// pids() from any thread.
+class LocalWorkers {
+ public:
+  struct Options {
+    std::string binary;             // path of tpdiff-worker
+    std::vector<std::string> args;  // argv[1..]
+    int count = 0;
+    absl::Duration restart_backoff = absl::Seconds(1);      // first restart delay, doubled
+    absl::Duration max_restart_backoff = absl::Seconds(30);
+    absl::Duration stop_timeout = absl::Seconds(10);        // SIGTERM, then SIGKILL
+  };
+
+  explicit LocalWorkers(Options options);
+  ~LocalWorkers();  // Stop()
+
+  // Spawns the children and the supervising thread. NOT_FOUND when the binary is missing.
+  absl::Status Start();
+  // SIGTERM to each child, SIGKILL after stop_timeout; no more restarts.
+  void Stop();
+
+  std::vector<pid_t> pids() const;  // 0 for a child waiting to be restarted
+  int restarts() const;
+
+ private:
+  struct Child {
+    pid_t pid = 0;
+    absl::Time restart_at;
+    absl::Duration backoff;
+  };
+
+  pid_t Spawn() const;
+  void Supervise();
+
+  const Options options_;
+  mutable absl::Mutex mu_;
+  std::vector<Child> children_ ABSL_GUARDED_BY(mu_);
+  int restarts_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Notification stop_;
+  std::thread supervisor_;
+};
+
+// Default worker binary: tpdiff-worker in the folder of the running executable.
+std::string DefaultWorkerBinary();
+
+}  // namespace tpdiff::server
+
+#endif  // TPDIFF_SERVER_LOCAL_WORKERS_H_

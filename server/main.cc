@@ -1,0 +1,135 @@
+// tpdiff-server: the front server. Parses flags and wires objects; behaviour lives in
+// tpdiff::server.
+#include <signal.h>
+
+#include <algorithm>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "tpdiff/server/clock.h"
+#include "tpdiff/server/front_server.h"
+#include "tpdiff/server/local_workers.h"
+
+ABSL_FLAG(std::string, listen, "0.0.0.0:50051", "gRPC address (host:port; port 0 = any free)");
+ABSL_FLAG(std::string, metrics_listen, "0.0.0.0:9090", "/metrics address; empty = off");
+ABSL_FLAG(std::string, models_dir, "models", "folder of model packages (models/<name>/model.json)");
+ABSL_FLAG(std::string, default_model, "", "model for requests without one; empty = first by name");
+ABSL_FLAG(int, local_workers, 0, "tpdiff-worker child processes to run on loopback");
+ABSL_FLAG(std::string, worker_binary, "", "worker executable; empty = tpdiff-worker next to this binary");
+ABSL_FLAG(int, worker_threads, 0, "LibTorch threads per local worker (its --threads) when > 0");
+ABSL_FLAG(int, queue_capacity, 64, "queued jobs per priority before RESOURCE_EXHAUSTED");
+ABSL_FLAG(absl::Duration, aging_interval, absl::Seconds(10), "waiting this long raises a job one priority level");
+ABSL_FLAG(int, max_attempts, 3, "runs of a job that lost its worker before it fails");
+ABSL_FLAG(absl::Duration, heartbeat_interval, absl::Seconds(2), "worker heartbeat period (sent in Welcome)");
+ABSL_FLAG(absl::Duration, lease_timeout, absl::Seconds(10), "worker/job silence before its jobs are re-queued");
+ABSL_FLAG(absl::Duration, job_ttl, absl::Hours(1), "how long finished jobs and videos are kept");
+ABSL_FLAG(int64_t, job_store_bytes, int64_t{1} << 30, "byte budget of stored events and videos");
+ABSL_FLAG(absl::Duration, grace_period, absl::Seconds(30), "on SIGTERM, how long running jobs may finish");
+ABSL_FLAG(int, max_receive_message_bytes, 16 << 20, "largest gRPC message accepted");
+
+namespace {
+
+// Accepts --flag-name as well as absl's --flag_name (the docs and the deployment manifests
+// spell flags with dashes). Only the name before '=' changes.
+std::vector<char*> NormalizeFlagNames(int argc, char** argv, std::vector<std::string>& storage) {
+  storage.assign(argv, argv + argc);
+  std::vector<char*> out;
+  for (std::string& arg : storage) {
+    if (arg.size() > 2 && arg.compare(0, 2, "--") == 0) {
+      const size_t end = std::min(arg.find('='), arg.size());
+      for (size_t i = 2; i < end; ++i) {
+        if (arg[i] == '-') arg[i] = '_';
+      }
+    }
+    out.push_back(arg.data());
+  }
+  out.push_back(nullptr);
+  return out;
+}
+
+}  // namespace
+
+int main(int raw_argc, char** raw_argv) {
+  std::vector<std::string> arg_storage;
+  std::vector<char*> normalized = NormalizeFlagNames(raw_argc, raw_argv, arg_storage);
+  int argc = raw_argc;
+  char** argv = normalized.data();
+  absl::FlagsUsageConfig usage;
+  usage.contains_help_flags = [](absl::string_view file) {
+    return absl::EndsWith(file, "server/main.cc");
+  };
+  usage.contains_helpshort_flags = usage.contains_help_flags;
+  absl::SetFlagsUsageConfig(usage);
+  absl::SetProgramUsageMessage("TPDiff video generation front server");
+  absl::ParseCommandLine(argc, argv);
+
+  // Block the shutdown signals before any thread starts, so only sigwait below sees them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  tpdiff::server::FrontServerOptions options;
+  options.listen = absl::GetFlag(FLAGS_listen);
+  options.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  options.models_dir = absl::GetFlag(FLAGS_models_dir);
+  options.default_model = absl::GetFlag(FLAGS_default_model);
+  options.dispatcher.queue_capacity = static_cast<size_t>(absl::GetFlag(FLAGS_queue_capacity));
+  options.dispatcher.aging_interval = absl::GetFlag(FLAGS_aging_interval);
+  options.dispatcher.max_attempts = absl::GetFlag(FLAGS_max_attempts);
+  options.dispatcher.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);
+  options.dispatcher.lease_timeout = absl::GetFlag(FLAGS_lease_timeout);
+  options.job_ttl = absl::GetFlag(FLAGS_job_ttl);
+  options.job_store_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_job_store_bytes));
+  options.max_receive_message_bytes = absl::GetFlag(FLAGS_max_receive_message_bytes);
+
+  tpdiff::server::RealClock clock;
+  tpdiff::server::FrontServer server(options, clock);
+  if (absl::Status started = server.Start(); !started.ok()) {
+    std::cerr << "tpdiff-server: " << started << "\n";
+    return 1;
+  }
+  std::cerr << "tpdiff-server: serving on port " << server.port();
+  if (server.metrics_port() != 0) std::cerr << ", /metrics on port " << server.metrics_port();
+  std::cerr << "\n";
+
+  std::unique_ptr<tpdiff::server::LocalWorkers> workers;
+  if (absl::GetFlag(FLAGS_local_workers) > 0) {
+    tpdiff::server::LocalWorkers::Options worker_options;
+    worker_options.binary = absl::GetFlag(FLAGS_worker_binary).empty()
+                                ? tpdiff::server::DefaultWorkerBinary()
+                                : absl::GetFlag(FLAGS_worker_binary);
+    worker_options.count = absl::GetFlag(FLAGS_local_workers);
+    // tpdiff-worker's flag names (absl, underscores).
+    worker_options.args = {absl::StrCat("--server=127.0.0.1:", server.port()),
+                           absl::StrCat("--models_dir=", options.models_dir)};
+    if (absl::GetFlag(FLAGS_worker_threads) > 0) {
+      worker_options.args.push_back(absl::StrCat("--threads=", absl::GetFlag(FLAGS_worker_threads)));
+    }
+    workers = std::make_unique<tpdiff::server::LocalWorkers>(worker_options);
+    if (absl::Status started = workers->Start(); !started.ok()) {
+      std::cerr << "tpdiff-server: " << started << "\n";
+      server.Shutdown(absl::ZeroDuration());
+      return 1;
+    }
+  }
+
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  std::cerr << "tpdiff-server: signal " << signal_number << ", shutting down (grace "
+            << absl::FormatDuration(absl::GetFlag(FLAGS_grace_period)) << ")\n";
+  server.Shutdown(absl::GetFlag(FLAGS_grace_period));
+  if (workers) workers->Stop();
+  return 0;
+}

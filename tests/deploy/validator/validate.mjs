@@ -1,0 +1,355 @@
+// Offline checks of rendered Kubernetes manifests (the output of `kubectl kustomize`).
+//
+//   node validate.mjs check RENDERED.yaml      schema validation + cross-reference checks
+//   node validate.mjs extract-rules RENDERED.yaml
+//                                              prints the PrometheusRule's spec (a plain
+//                                              Prometheus rules file) for promtool
+//   node validate.mjs promql RENDERED.yaml     prints every PromQL expression, one JSON
+//                                              object per line (rules, KEDA triggers)
+//   node validate.mjs live RENDERED.yaml DASHBOARD.json PROMETHEUS_URL
+//                                              evaluates every rule, trigger and dashboard
+//                                              query on a live Prometheus: each must return data
+//   node validate.mjs dashboard DASHBOARD.json checks the Grafana dashboard's structure and
+//                                              prints its queries as a Prometheus rules file
+//                                              (Grafana macros replaced) for promtool
+//
+// Schemas: kubernetes-models (Kubernetes API, Kubernetes v1.36 API, see docs/deploy.md),
+// @kubernetes-models/keda and @kubernetes-models/prometheus-operator. The cross-reference
+// checks catch what a schema cannot: names and ports that must agree between objects.
+// Exit status 1 and one line per problem on stderr when anything is wrong.
+import { readFileSync } from "node:fs";
+import yaml from "js-yaml";
+
+// Maps apiVersion to the module that holds its model classes.
+function modulePath(apiVersion) {
+  if (apiVersion.startsWith("keda.sh/")) return `@kubernetes-models/keda/${apiVersion}`;
+  if (apiVersion.startsWith("monitoring.coreos.com/")) {
+    return `@kubernetes-models/prometheus-operator/${apiVersion}`;
+  }
+  return `kubernetes-models/${apiVersion}`;
+}
+
+function loadDocs(file) {
+  return yaml.loadAll(readFileSync(file, "utf8")).filter((d) => d && typeof d === "object");
+}
+
+const id = (o) => `${o.kind}/${o.metadata?.namespace ?? "-"}/${o.metadata?.name ?? "?"}`;
+
+async function validateSchemas(docs, problems) {
+  for (const doc of docs) {
+    if (!doc.apiVersion || !doc.kind) {
+      problems.push(`object without apiVersion/kind: ${JSON.stringify(doc).slice(0, 80)}`);
+      continue;
+    }
+    let mod;
+    try {
+      mod = await import(modulePath(doc.apiVersion));
+    } catch (e) {
+      problems.push(`${id(doc)}: no schema for apiVersion ${doc.apiVersion}`);
+      continue;
+    }
+    const Model = mod[doc.kind];
+    if (!Model) {
+      problems.push(`${id(doc)}: no schema for kind ${doc.kind} in ${doc.apiVersion}`);
+      continue;
+    }
+    try {
+      new Model(doc).validate();
+    } catch (e) {
+      problems.push(`${id(doc)}: schema: ${String(e.message).split("\n").slice(0, 5).join("; ")}`);
+    }
+  }
+}
+
+const matches = (selector, labels) =>
+  Object.entries(selector ?? {}).every(([k, v]) => (labels ?? {})[k] === v);
+
+// Pod-owning workloads and their pod templates.
+function podTemplates(docs) {
+  return docs
+    .filter((d) => ["Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"].includes(d.kind))
+    .map((d) => ({ owner: d, ns: d.metadata?.namespace, template: d.spec?.template ?? {} }));
+}
+
+function containerPorts(template) {
+  const out = [];
+  for (const c of [...(template.spec?.containers ?? []), ...(template.spec?.initContainers ?? [])]) {
+    for (const p of c.ports ?? []) out.push({ container: c.name, name: p.name, port: p.containerPort });
+  }
+  return out;
+}
+
+// A port reference (number or name) resolves against the given container ports.
+const portResolves = (ref, ports) =>
+  typeof ref === "number" ? ports.some((p) => p.port === ref) : ports.some((p) => p.name === ref);
+
+function crossReferences(docs, problems) {
+  const pods = podTemplates(docs);
+  const byKind = (kind) => docs.filter((d) => d.kind === kind);
+  const find = (kind, ns, name) =>
+    docs.find((d) => d.kind === kind && d.metadata?.name === name && d.metadata?.namespace === ns);
+  const selectedPods = (ns, selector) =>
+    pods.filter((p) => p.ns === ns && matches(selector, p.template.metadata?.labels));
+
+  for (const { owner, template } of pods) {
+    const sel = owner.spec?.selector?.matchLabels;
+    if (owner.kind !== "Job" && !matches(sel, template.metadata?.labels)) {
+      problems.push(`${id(owner)}: selector ${JSON.stringify(sel)} does not match its pod template labels`);
+    }
+    const ns = owner.metadata?.namespace;
+    const ports = containerPorts(template);
+    const cms = [];
+    for (const c of [...(template.spec?.containers ?? []), ...(template.spec?.initContainers ?? [])]) {
+      for (const ef of c.envFrom ?? []) {
+        if (ef.configMapRef && !ef.configMapRef.optional) cms.push([ef.configMapRef.name, null, c.name]);
+      }
+      for (const e of c.env ?? []) {
+        const r = e.valueFrom?.configMapKeyRef;
+        if (r && !r.optional) cms.push([r.name, r.key, c.name]);
+      }
+      for (const kind of ["startupProbe", "livenessProbe", "readinessProbe"]) {
+        const probe = c[kind];
+        if (!probe) continue;
+        const ref = probe.httpGet?.port ?? probe.tcpSocket?.port ?? probe.grpc?.port;
+        if (ref !== undefined && !portResolves(ref, ports)) {
+          problems.push(`${id(owner)}: container ${c.name} ${kind} port ${ref} is not a container port`);
+        }
+      }
+    }
+    for (const v of template.spec?.volumes ?? []) {
+      if (v.configMap && !v.configMap.optional) cms.push([v.configMap.name, null, `volume ${v.name}`]);
+    }
+    for (const [name, key, where] of cms) {
+      const cm = find("ConfigMap", ns, name);
+      if (!cm) problems.push(`${id(owner)}: ${where} references missing ConfigMap ${name}`);
+      else if (key && !(key in (cm.data ?? {}))) {
+        problems.push(`${id(owner)}: ${where} references missing key ${key} of ConfigMap ${name}`);
+      }
+    }
+    // Arguments like --server=$(VAR) need VAR from the container's environment.
+    for (const c of template.spec?.containers ?? []) {
+      const env = new Set((c.env ?? []).map((e) => e.name));
+      for (const ef of c.envFrom ?? []) {
+        const cm = ef.configMapRef && find("ConfigMap", ns, ef.configMapRef.name);
+        for (const k of Object.keys(cm?.data ?? {})) env.add(k);
+      }
+      for (const arg of [...(c.args ?? []), ...(c.command ?? [])]) {
+        for (const m of String(arg).matchAll(/\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g)) {
+          if (!env.has(m[1])) problems.push(`${id(owner)}: container ${c.name} argument uses undefined $(${m[1]})`);
+        }
+      }
+    }
+  }
+
+  for (const svc of byKind("Service")) {
+    const ns = svc.metadata?.namespace;
+    const sel = svc.spec?.selector;
+    if (!sel) continue;
+    const targets = selectedPods(ns, sel);
+    if (targets.length === 0) {
+      problems.push(`${id(svc)}: selector ${JSON.stringify(sel)} matches no pod template`);
+      continue;
+    }
+    for (const p of svc.spec?.ports ?? []) {
+      const ref = p.targetPort ?? p.port;
+      for (const t of targets) {
+        if (!portResolves(ref, containerPorts(t.template))) {
+          problems.push(`${id(svc)}: port ${p.name ?? p.port} targetPort ${ref} is not a container port of ${id(t.owner)}`);
+        }
+      }
+    }
+  }
+
+  for (const pdb of byKind("PodDisruptionBudget")) {
+    if (selectedPods(pdb.metadata?.namespace, pdb.spec?.selector?.matchLabels).length === 0) {
+      problems.push(`${id(pdb)}: selector matches no pod template`);
+    }
+  }
+
+  for (const sm of byKind("ServiceMonitor")) {
+    const ns = sm.metadata?.namespace;
+    const svcs = byKind("Service").filter(
+      (s) => s.metadata?.namespace === ns && matches(sm.spec?.selector?.matchLabels, s.metadata?.labels));
+    if (svcs.length === 0) problems.push(`${id(sm)}: selector matches no Service`);
+    for (const ep of sm.spec?.endpoints ?? []) {
+      for (const s of svcs) {
+        if (ep.port && !(s.spec?.ports ?? []).some((p) => p.name === ep.port)) {
+          problems.push(`${id(sm)}: endpoint port ${ep.port} is not a port name of ${id(s)}`);
+        }
+      }
+    }
+  }
+
+  for (const pm of byKind("PodMonitor")) {
+    const targets = selectedPods(pm.metadata?.namespace, pm.spec?.selector?.matchLabels);
+    if (targets.length === 0) problems.push(`${id(pm)}: selector matches no pod template`);
+    for (const ep of pm.spec?.podMetricsEndpoints ?? []) {
+      for (const t of targets) {
+        if (ep.port && !containerPorts(t.template).some((p) => p.name === ep.port)) {
+          problems.push(`${id(pm)}: port ${ep.port} is not a container port name of ${id(t.owner)}`);
+        }
+      }
+    }
+  }
+
+  for (const a of [...byKind("ScaledObject"), ...byKind("HorizontalPodAutoscaler")]) {
+    const ref = a.spec?.scaleTargetRef ?? {};
+    if (!find(ref.kind ?? "Deployment", a.metadata?.namespace, ref.name)) {
+      problems.push(`${id(a)}: scaleTargetRef ${ref.kind ?? "Deployment"}/${ref.name} does not exist`);
+    }
+  }
+
+  // Workers dial the front through an address in the ConfigMap: it must name a Service port.
+  for (const cm of byKind("ConfigMap")) {
+    const addr = cm.data?.TPDIFF_SERVER_ADDRESS;
+    if (!addr) continue;
+    const [host, port] = addr.split(":");
+    const [svcName, svcNs] = host.split(".");
+    const svc = find("Service", svcNs ?? cm.metadata?.namespace, svcName);
+    if (!svc) problems.push(`${id(cm)}: TPDIFF_SERVER_ADDRESS ${addr} names no Service`);
+    else if (!(svc.spec?.ports ?? []).some((p) => String(p.port) === port)) {
+      problems.push(`${id(cm)}: TPDIFF_SERVER_ADDRESS ${addr}: ${id(svc)} has no port ${port}`);
+    }
+  }
+}
+
+function promqlExpressions(docs) {
+  const out = [];
+  for (const d of docs) {
+    if (d.kind === "PrometheusRule") {
+      for (const g of d.spec?.groups ?? []) {
+        for (const r of g.rules ?? []) out.push({ source: `${id(d)} ${r.record ?? r.alert}`, expr: r.expr, alert: !!r.alert });
+      }
+    }
+    if (d.kind === "ScaledObject") {
+      for (const t of d.spec?.triggers ?? []) {
+        if (t.type === "prometheus") out.push({ source: `${id(d)} trigger`, expr: t.metadata.query, alert: false });
+      }
+    }
+  }
+  return out;
+}
+
+// The metric names the service exports (docs: /work/shared/docs/architecture.md); a
+// dashboard or rule that names anything else is a typo.
+const KNOWN_METRICS = new Set([
+  "tpdiff_requests_total", "tpdiff_jobs_total", "tpdiff_queue_depth", "tpdiff_queue_wait_seconds",
+  "tpdiff_time_to_first_preview_seconds", "tpdiff_job_duration_seconds", "tpdiff_stage_duration_seconds",
+  "tpdiff_workers", "tpdiff_job_requeues_total", "tpdiff_frames_generated_total", "tpdiff_active_streams",
+  "tpdiff_worker_step_seconds", "tpdiff_worker_encode_seconds", "tpdiff_worker_model_load_seconds",
+]);
+const baseMetric = (name) => name.replace(/_(bucket|sum|count)$/, "");
+
+// Metric names (not recording rules, which contain ':') referenced by an expression.
+function metricNames(expr) {
+  return [...expr.matchAll(/\b(tpdiff_[a-z_]+)\b/g)].map((m) => m[1]);
+}
+
+export function grafanaToPromql(expr) {
+  return expr.replaceAll("$__rate_interval", "1m").replaceAll("$__interval", "15s").replaceAll("$__range", "1h");
+}
+
+function checkDashboard(file) {
+  const problems = [];
+  const d = JSON.parse(readFileSync(file, "utf8"));
+  if (!d.uid || !d.title) problems.push("dashboard needs uid and title");
+  const ids = new Set();
+  const exprs = [];
+  const cells = new Set();
+  for (const p of d.panels ?? []) {
+    if (ids.has(p.id)) problems.push(`panel id ${p.id} used twice`);
+    ids.add(p.id);
+    const g = p.gridPos ?? {};
+    for (let x = g.x; x < g.x + g.w; x++) {
+      for (let y = g.y; y < g.y + g.h; y++) {
+        if (cells.has(`${x},${y}`)) problems.push(`panel ${p.id} "${p.title}" overlaps another panel`);
+        cells.add(`${x},${y}`);
+      }
+    }
+    if (g.x + g.w > 24) problems.push(`panel ${p.id} is wider than the grid`);
+    if (p.datasource?.uid !== "${datasource}") problems.push(`panel ${p.id} does not use the datasource variable`);
+    if (!(p.targets ?? []).length) problems.push(`panel ${p.id} "${p.title}" has no queries`);
+    for (const t of p.targets ?? []) {
+      if (!t.expr) problems.push(`panel ${p.id} target ${t.refId} has no expr`);
+      else exprs.push({ source: `panel ${p.id} "${p.title}" ${t.refId}`, expr: t.expr });
+    }
+  }
+  if (!(d.templating?.list ?? []).some((v) => v.name === "datasource" && v.type === "datasource")) {
+    problems.push("dashboard lacks the datasource variable");
+  }
+  return { problems, exprs };
+}
+
+async function main() {
+  const [cmd, file] = process.argv.slice(2);
+  if (!cmd || !file) {
+    console.error("usage: validate.mjs check|extract-rules|promql RENDERED.yaml");
+    process.exit(2);
+  }
+  const docs = cmd === "dashboard" ? [] : loadDocs(file);
+  if (cmd === "live") {
+    const [, , dashboard, url] = process.argv.slice(2);
+    const queries = promqlExpressions(docs).map((e) => ({
+      source: e.source,
+      // An alert's condition is empty while all is well; `bool` keeps the compared series.
+      expr: e.alert ? e.expr.replace(/\s(<=|>=|==|!=|<|>)\s/, " $1 bool ") : e.expr,
+    }));
+    const { problems, exprs } = checkDashboard(dashboard);
+    for (const e of exprs) queries.push({ source: e.source, expr: grafanaToPromql(e.expr) });
+    // The label values the rules rely on (see prometheusrule.yaml) must really occur.
+    queries.push({ source: "contract: worker states", expr: 'tpdiff_workers{state=~"idle|busy"}' });
+    queries.push({ source: "contract: job outcomes", expr: 'tpdiff_jobs_total{outcome="completed"}' });
+    for (const q of queries) {
+      const res = await fetch(`${url}/api/v1/query?query=${encodeURIComponent(q.expr)}`);
+      const body = await res.json();
+      if (body.status !== "success") problems.push(`${q.source}: ${q.expr}: ${body.error}`);
+      else if (!body.data.result.length) problems.push(`${q.source}: ${q.expr}: no data`);
+      else console.log(`ok ${q.source}: ${body.data.result.length} series`);
+    }
+    for (const p of problems) console.error(`FAIL ${p}`);
+    if (problems.length) process.exit(1);
+    console.log(`ok: ${queries.length} queries returned data`);
+    return;
+  }
+  if (cmd === "extract-rules") {
+    const rules = docs.filter((d) => d.kind === "PrometheusRule");
+    if (rules.length !== 1) throw new Error(`expected one PrometheusRule, found ${rules.length}`);
+    process.stdout.write(yaml.dump(rules[0].spec, { lineWidth: -1 }));
+    return;
+  }
+  if (cmd === "dashboard") {
+    const { problems, exprs } = checkDashboard(file);
+    for (const e of exprs) {
+      for (const m of metricNames(e.expr)) {
+        if (!KNOWN_METRICS.has(baseMetric(m))) problems.push(`${e.source}: unknown metric ${m}`);
+      }
+    }
+    for (const p of problems) console.error(`FAIL ${p}`);
+    if (problems.length) process.exit(1);
+    const rules = exprs.map((e, i) => ({ record: `tpdiff_dashboard_query_${i}`, expr: grafanaToPromql(e.expr) }));
+    process.stdout.write(yaml.dump({ groups: [{ name: "dashboard", rules }] }, { lineWidth: -1 }));
+    return;
+  }
+  if (cmd === "promql") {
+    for (const e of promqlExpressions(docs)) console.log(JSON.stringify(e));
+    return;
+  }
+  if (cmd !== "check") throw new Error(`unknown command ${cmd}`);
+  const problems = [];
+  if (docs.length === 0) problems.push("no objects rendered");
+  await validateSchemas(docs, problems);
+  crossReferences(docs, problems);
+  for (const e of promqlExpressions(docs)) {
+    for (const m of metricNames(e.expr)) {
+      if (!KNOWN_METRICS.has(baseMetric(m))) problems.push(`${e.source}: unknown metric ${m}`);
+    }
+  }
+  for (const p of problems) console.error(`FAIL ${p}`);
+  if (problems.length) process.exit(1);
+  console.log(`ok: ${docs.length} objects (${[...new Set(docs.map((d) => d.kind))].join(", ")})`);
+}
+
+main().catch((e) => {
+  console.error(`FAIL ${e.stack ?? e}`);
+  process.exit(1);
+});

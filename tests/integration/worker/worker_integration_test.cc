@@ -1,0 +1,330 @@
+// Server + real worker + client, over real gRPC on 127.0.0.1 with port 0.
+
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "tiny_package.h"
+#include "tpdiff/client/commands.h"
+#include "tpdiff/client/health.h"
+#include "tpdiff/media/decoder.h"
+#include "tpdiff/server/clock.h"
+#include "tpdiff/server/front_server.h"
+#include "tpdiff/v1/video_generation.grpc.pb.h"
+#include "tpdiff/worker/gateway_client.h"
+#include "tpdiff/worker/job_runner.h"
+#include "tpdiff/worker/models.h"
+
+extern char** environ;
+
+namespace tpdiff::worker {
+namespace {
+
+namespace api = ::tpdiff::v1;
+
+// An in-process worker: GatewayClient + JobRunner on the tiny model.
+class InProcessWorker {
+ public:
+  InProcessWorker(const std::string& target, const std::string& models_dir, std::string id) {
+    auto models = LoadModels(models_dir, {"tiny"}, torch::kCPU, nullptr);
+    EXPECT_TRUE(models.ok()) << models.status();
+    GatewayClientOptions options;
+    options.server_address = target;
+    options.worker_id = id;
+    options.device = "cpu";
+    options.version = "test";
+    options.models.push_back(ToModelInfo(*models->at("tiny")));
+    options.backoff.initial = absl::Milliseconds(20);
+    options.backoff.max = absl::Milliseconds(200);
+    client_ = std::make_unique<GatewayClient>(options);
+    std::vector<ModelSet> sets;
+    sets.push_back(*std::move(models));
+    JobRunnerOptions runner_options;
+    runner_options.worker_id = id;
+    runner_ = std::make_unique<JobRunner>(std::move(sets), *client_, runner_options);
+    thread_ = std::thread([this] { client_->Run(*runner_).IgnoreError(); });
+  }
+  ~InProcessWorker() {
+    client_->Shutdown();
+    thread_.join();
+    runner_->Shutdown();
+  }
+  JobRunner& runner() { return *runner_; }
+
+ private:
+  std::unique_ptr<GatewayClient> client_;
+  std::unique_ptr<JobRunner> runner_;
+  std::thread thread_;
+};
+
+// A tpdiff-worker child process.
+class WorkerProcess {
+ public:
+  WorkerProcess(const std::string& target, const std::string& models_dir, const std::string& id) {
+    std::vector<std::string> args = {TPDIFF_WORKER_BINARY, "--server=" + target,
+                                     "--models-dir=" + models_dir, "--worker-id=" + id,
+                                     "--threads=1", "--device=cpu"};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    EXPECT_EQ(posix_spawn(&pid_, argv[0], nullptr, nullptr, argv.data(), environ), 0);
+  }
+  ~WorkerProcess() { Kill(); }
+  void Kill() {
+    if (pid_ <= 0) return;
+    kill(pid_, SIGKILL);
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    pid_ = 0;
+  }
+
+ private:
+  pid_t pid_ = 0;
+};
+
+class WorkerIntegrationTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto dir = testing::WriteTinyPackage("tiny");
+    ASSERT_TRUE(dir.ok()) << dir.status();
+    models_dir_ = *dir;
+    server::FrontServerOptions options;
+    options.listen = "127.0.0.1:0";
+    options.models_dir = models_dir_;
+    options.dispatcher.heartbeat_interval = absl::Milliseconds(200);
+    options.dispatcher.lease_timeout = absl::Seconds(5);
+    options.tick_interval = absl::Milliseconds(20);
+    server_ = std::make_unique<server::FrontServer>(options, clock_);
+    ASSERT_TRUE(server_->Start().ok());
+    target_ = "127.0.0.1:" + std::to_string(server_->port());
+    channel_ = grpc::CreateChannel(target_, grpc::InsecureChannelCredentials());
+    stub_ = api::VideoGeneration::NewStub(channel_);
+  }
+  void TearDown() override {
+    if (server_ != nullptr) server_->Shutdown(absl::ZeroDuration());
+    std::filesystem::remove_all(models_dir_);
+  }
+
+  // Waits (bounded) until the front has `n` serving workers.
+  bool WaitForWorkers(size_t n) {
+    const absl::Time until = absl::Now() + absl::Seconds(60);
+    while (server_->dispatcher().ServingWorkers() < n) {
+      if (absl::Now() > until) return false;
+      absl::SleepFor(absl::Milliseconds(10));  // polls real processes starting up
+    }
+    return true;
+  }
+
+  static api::GenerateRequest Request(uint32_t steps_per_stage) {
+    api::GenerateRequest r;
+    r.set_model("tiny");
+    r.set_prompt("a green triangle moving right");
+    r.set_seed(9);
+    for (int i = 0; i < 3; ++i) r.add_stage_steps(steps_per_stage);
+    r.mutable_preview()->set_enabled(true);
+    return r;
+  }
+
+  // Reads a Generate stream to its end.
+  std::vector<api::JobEvent> GenerateAll(const api::GenerateRequest& request) {
+    grpc::ClientContext context;
+    auto reader = stub_->Generate(&context, request);
+    std::vector<api::JobEvent> events;
+    api::JobEvent e;
+    while (reader->Read(&e)) events.push_back(e);
+    EXPECT_TRUE(reader->Finish().ok());
+    return events;
+  }
+
+  // Follows a job with WatchJob until `pred` holds for an event; returns the events so far.
+  template <typename Pred>
+  std::vector<api::JobEvent> WatchUntil(const std::string& job_id, Pred pred) {
+    grpc::ClientContext context;
+    api::WatchJobRequest w;
+    w.set_job_id(job_id);
+    auto reader = stub_->WatchJob(&context, w);
+    std::vector<api::JobEvent> events;
+    api::JobEvent e;
+    while (reader->Read(&e)) {
+      events.push_back(e);
+      if (pred(e)) break;
+    }
+    context.TryCancel();
+    reader->Finish();
+    return events;
+  }
+
+  std::string Submit(const api::GenerateRequest& request) {
+    grpc::ClientContext context;
+    api::Job job;
+    EXPECT_TRUE(stub_->SubmitJob(&context, request, &job).ok());
+    return job.job_id();
+  }
+
+  server::RealClock clock_;
+  std::string models_dir_;
+  std::unique_ptr<server::FrontServer> server_;
+  std::string target_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<api::VideoGeneration::Stub> stub_;
+};
+
+TEST_F(WorkerIntegrationTest, EventsArriveInOrderWithGaplessSeqs) {
+  InProcessWorker worker(target_, models_dir_, "w-in");
+  ASSERT_TRUE(WaitForWorkers(1));
+  const std::vector<api::JobEvent> events = GenerateAll(Request(2));
+  ASSERT_FALSE(events.empty());
+  ASSERT_TRUE(events.back().has_completed()) << events.back().DebugString();
+  std::vector<std::string> kinds;
+  for (size_t i = 0; i < events.size(); ++i) {
+    EXPECT_EQ(events[i].seq(), static_cast<int64_t>(i + 1));
+    EXPECT_EQ(events[i].job_id(), events[0].job_id());
+    const auto* field = events[i].GetDescriptor()->FindOneofByName("kind");
+    const auto* set = events[i].GetReflection()->GetOneofFieldDescriptor(events[i], field);
+    if (kinds.empty() || kinds.back() != set->name()) kinds.push_back(set->name());
+  }
+  EXPECT_THAT(kinds, ::testing::ElementsAre("queued", "started", "progress", "stage_preview",
+                                            "progress", "stage_preview", "progress",
+                                            "stage_preview", "result_chunk", "completed"));
+  EXPECT_EQ(events[1].started().worker_id(), "w-in");
+  EXPECT_EQ(events.back().completed().timings().stage_seconds_size(), 3);
+}
+
+TEST_F(WorkerIntegrationTest, ClientGeneratesWritesPreviewsAndVideo) {
+  InProcessWorker worker(target_, models_dir_, "w-in");
+  ASSERT_TRUE(WaitForWorkers(1));
+  const std::string out = models_dir_ + "/out.mp4";
+  client::GenerateOptions options;
+  options.request = Request(2);
+  options.request.clear_preview();
+  options.out_path = out;
+  options.previews_dir = models_dir_ + "/previews";
+  std::ostringstream sout, serr;
+  client::CommandIo io{sout, serr};
+  absl::StatusOr<client::GenerateResult> result = client::RunGenerate(*stub_, options, io);
+  ASSERT_TRUE(result.ok()) << result.status() << serr.str();
+  EXPECT_EQ(result->timings.stage_seconds_size(), 3);
+  ASSERT_EQ(result->previews.size(), 3u);
+  EXPECT_EQ(result->previews[0], options.previews_dir + "/stage1.gif");
+  const std::vector<int> frames = {4, 8, 16};
+  for (int i = 0; i < 3; ++i) {
+    std::ifstream f(result->previews[i], std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(f)), {});
+    auto video = media::DecodeVideo(bytes);
+    ASSERT_TRUE(video.ok()) << video.status();
+    EXPECT_EQ(video->frames, frames[i]);
+  }
+  std::ifstream f(out, std::ios::binary);
+  std::string mp4((std::istreambuf_iterator<char>(f)), {});
+  EXPECT_EQ(mp4.size(), result->result_bytes);
+  auto video = media::DecodeVideo(mp4);
+  ASSERT_TRUE(video.ok()) << video.status();
+  EXPECT_EQ(video->frames, 16);
+  EXPECT_THAT(sout.str(), ::testing::HasSubstr("stage 3/3"));
+  EXPECT_THAT(serr.str(), ::testing::HasSubstr("stage 1/3"));
+
+  // The other commands against the same server.
+  std::ostringstream models_out, e2;
+  client::CommandIo io2{models_out, e2};
+  ASSERT_TRUE(client::RunModels(*stub_, absl::Seconds(10), io2).ok());
+  EXPECT_THAT(models_out.str(), ::testing::HasSubstr("tiny"));
+  std::ostringstream get_out;
+  client::CommandIo io3{get_out, e2};
+  ASSERT_TRUE(client::RunGet(*stub_, result->job_id, absl::Seconds(10), io3).ok());
+  EXPECT_THAT(get_out.str(), ::testing::HasSubstr("JOB_STATE_COMPLETED"));
+  std::ostringstream watch_out;
+  client::CommandIo io4{watch_out, e2};
+  ASSERT_TRUE(client::RunWatch(*stub_, result->job_id, result->last_seq - 1, {}, io4).ok());
+  EXPECT_THAT(watch_out.str(), ::testing::StartsWith(absl::StrCat("seq ", result->last_seq,
+                                                                   " completed")));
+  auto health = client::CheckHealth(channel_, "", absl::Seconds(10));
+  ASSERT_TRUE(health.ok()) << health.status();
+  EXPECT_EQ(*health, "SERVING");
+}
+
+TEST_F(WorkerIntegrationTest, BadRequestFailsTheClientWithTheServersMessage) {
+  InProcessWorker worker(target_, models_dir_, "w-in");
+  ASSERT_TRUE(WaitForWorkers(1));
+  client::GenerateOptions options;
+  options.request = Request(2);
+  options.request.set_prompt("a purple dragon");
+  options.out_path = models_dir_ + "/never.mp4";
+  std::ostringstream sout, serr;
+  client::CommandIo io{sout, serr};
+  auto result = client::RunGenerate(*stub_, options, io);
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(result.status().message(), ::testing::HasSubstr("purple"));
+  EXPECT_FALSE(std::filesystem::exists(options.out_path));
+}
+
+TEST_F(WorkerIntegrationTest, CancelMidStreamFreesTheWorkerForTheNextJob) {
+  InProcessWorker worker(target_, models_dir_, "w-in");
+  ASSERT_TRUE(WaitForWorkers(1));
+  const std::string long_job = Submit(Request(100));
+  WatchUntil(long_job, [](const api::JobEvent& e) { return e.has_progress(); });
+  grpc::ClientContext context;
+  api::CancelJobRequest cancel;
+  cancel.set_job_id(long_job);
+  api::Job job;
+  ASSERT_TRUE(stub_->CancelJob(&context, cancel, &job).ok());
+  const auto events = WatchUntil(long_job, [](const api::JobEvent& e) {
+    return e.has_cancelled() || e.has_completed() || e.has_failed();
+  });
+  ASSERT_TRUE(events.back().has_cancelled()) << events.back().DebugString();
+  int progress = 0;
+  for (const auto& e : events) progress += e.has_progress() ? 1 : 0;
+  EXPECT_LT(progress, 300);
+  EXPECT_TRUE(worker.runner().WaitIdle(absl::Seconds(30)));
+
+  const auto next = GenerateAll(Request(1));
+  ASSERT_FALSE(next.empty());
+  EXPECT_TRUE(next.back().has_completed()) << next.back().DebugString();
+}
+
+TEST_F(WorkerIntegrationTest, KilledWorkerProcessJobCompletesOnAnotherWorker) {
+  auto doomed = std::make_unique<WorkerProcess>(target_, models_dir_, "proc-doomed");
+  ASSERT_TRUE(WaitForWorkers(1));
+  const std::string id = Submit(Request(100));
+  const auto before = WatchUntil(id, [](const api::JobEvent& e) { return e.has_progress(); });
+  ASSERT_TRUE(before.back().has_progress());
+  doomed->Kill();  // SIGKILL mid-job
+  InProcessWorker survivor(target_, models_dir_, "w-survivor");
+  const auto events = WatchUntil(id, [](const api::JobEvent& e) {
+    return e.has_cancelled() || e.has_completed() || e.has_failed();
+  });
+  ASSERT_TRUE(events.back().has_completed()) << events.back().DebugString();
+  std::vector<std::string> workers;
+  bool requeued = false;
+  for (const auto& e : events) {
+    if (e.has_started()) workers.push_back(e.started().worker_id());
+    requeued |= e.has_requeued();
+  }
+  EXPECT_TRUE(requeued);
+  EXPECT_THAT(workers, ::testing::ElementsAre("proc-doomed", "w-survivor"));
+}
+
+TEST_F(WorkerIntegrationTest, WorkerBinaryServesAJob) {
+  WorkerProcess process(target_, models_dir_, "proc-a");
+  ASSERT_TRUE(WaitForWorkers(1));
+  const auto events = GenerateAll(Request(1));
+  ASSERT_FALSE(events.empty());
+  ASSERT_TRUE(events.back().has_completed()) << events.back().DebugString();
+  EXPECT_EQ(events[1].started().worker_id(), "proc-a");
+}
+
+}  // namespace
+}  // namespace tpdiff::worker

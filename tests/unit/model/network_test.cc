@@ -1,0 +1,155 @@
+#include "tpdiff/core/network.h"
+
+#include <gtest/gtest.h>
+
+namespace tpdiff::core {
+namespace {
+
+NetworkConfig Tiny() { return *NetworkPreset("tiny"); }
+
+// Gives every parameter a non-trivial value (the fresh network's zero-initialised output
+// layers would make every output 0 and hide bugs).
+void Randomize(TpdiffNetImpl& net, uint64_t seed) {
+  torch::NoGradGuard no_grad;
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  for (auto& p : net.parameters()) p.normal_(0.0, 0.2, gen);
+}
+
+DenoiserInput Input(int64_t batch, int frames, int stage, torch::Tensor tokens = {}) {
+  DenoiserInput in;
+  in.x = torch::randn({batch, 3, frames, 32, 32});
+  in.t = torch::full({batch}, 0.5f);
+  in.stage = torch::full({batch}, static_cast<int64_t>(stage), torch::kLong);
+  in.tokens = tokens.defined() ? tokens : torch::zeros({batch, 32}, torch::kLong);
+  return in;
+}
+
+TEST(NetworkTest, StageConsistentTemporalPositions) {
+  EXPECT_TRUE(torch::equal(TemporalPositions(1, 4), torch::tensor({0, 1, 2, 3}, torch::kLong)));
+  EXPECT_TRUE(torch::equal(TemporalPositions(2, 4), torch::tensor({0, 2, 4, 6}, torch::kLong)));
+  // Stage 3, frame 1 stands for full-rate frame 4.
+  EXPECT_EQ(TemporalPositions(3, 4)[1].item<int64_t>(),
+            TemporalPositions(1, 16)[4].item<int64_t>());
+  EXPECT_EQ(TemporalPositions(3, 4)[3].item<int64_t>(), 12);
+}
+
+TEST(NetworkTest, OutputShapeForEveryStageAndFrameCount) {
+  TpdiffNet net(Tiny());
+  Randomize(*net, 1);
+  NetworkDenoiser denoiser(net);
+  for (int stage = 1; stage <= 3; ++stage) {
+    for (int frames : {1, 2, 4, 8, 16}) {
+      const DenoiserInput in = Input(2, frames, stage);
+      auto y = denoiser.Predict(in);
+      ASSERT_TRUE(y.ok()) << y.status();
+      EXPECT_EQ(y->sizes(), in.x.sizes()) << "stage " << stage << " frames " << frames;
+      EXPECT_TRUE(torch::isfinite(*y).all().item<bool>());
+    }
+  }
+}
+
+TEST(NetworkTest, FreshNetworkPredictsZero) {
+  TpdiffNet net(Tiny());
+  NetworkDenoiser denoiser(net);
+  auto y = denoiser.Predict(Input(1, 4, 3));
+  ASSERT_TRUE(y.ok());
+  EXPECT_EQ(y->abs().max().item<float>(), 0.0f);
+}
+
+TEST(NetworkTest, OutputDependsOnTimeStageAndCaption) {
+  TpdiffNet net(Tiny());
+  Randomize(*net, 2);
+  NetworkDenoiser d(net);
+  torch::manual_seed(0);
+  DenoiserInput in = Input(1, 4, 1);
+  const torch::Tensor base = *d.Predict(in);
+  DenoiserInput other_t = in;
+  other_t.t = torch::full({1}, 0.9f);
+  EXPECT_FALSE(torch::allclose(*d.Predict(other_t), base));
+  DenoiserInput other_stage = in;
+  other_stage.stage = torch::full({1}, int64_t{2});
+  EXPECT_FALSE(torch::allclose(*d.Predict(other_stage), base));
+  DenoiserInput captioned = in;
+  captioned.tokens = torch::zeros({1, 32}, torch::kLong);
+  captioned.tokens[0][0] = 4;
+  EXPECT_FALSE(torch::allclose(*d.Predict(captioned), base));
+  // Padding is masked: trailing zeros do not change a caption's meaning.
+  DenoiserInput shorter = captioned;
+  shorter.tokens = captioned.tokens.slice(1, 0, 3);
+  EXPECT_TRUE(torch::allclose(*d.Predict(shorter), *d.Predict(captioned), 1e-5, 1e-5));
+}
+
+TEST(NetworkTest, FramesAreProcessedTogether) {
+  // Temporal attention mixes frames: changing frame 0 changes the output of frame 3.
+  TpdiffNet net(Tiny());
+  Randomize(*net, 3);
+  NetworkDenoiser d(net);
+  DenoiserInput in = Input(1, 4, 2);
+  const torch::Tensor a = *d.Predict(in);
+  in.x = in.x.clone();
+  in.x.select(2, 0).add_(1.0);
+  const torch::Tensor b = *d.Predict(in);
+  EXPECT_FALSE(torch::allclose(a.select(2, 3), b.select(2, 3)));
+}
+
+TEST(NetworkTest, BatchEntriesAreIndependent) {
+  TpdiffNet net(Tiny());
+  Randomize(*net, 4);
+  NetworkDenoiser d(net);
+  DenoiserInput in = Input(2, 4, 1);
+  in.tokens[1][0] = 5;
+  const torch::Tensor both = *d.Predict(in);
+  DenoiserInput first = in;
+  first.x = in.x.slice(0, 0, 1);
+  first.t = in.t.slice(0, 0, 1);
+  first.stage = in.stage.slice(0, 0, 1);
+  first.tokens = in.tokens.slice(0, 0, 1);
+  EXPECT_TRUE(torch::allclose(*d.Predict(first), both.slice(0, 0, 1), 1e-5, 1e-5));
+}
+
+TEST(NetworkTest, DenoiserRejectsBadInputsNamingThem) {
+  TpdiffNet net(Tiny());
+  NetworkDenoiser d(net);
+  DenoiserInput in = Input(1, 4, 1);
+  in.tokens = torch::zeros({1, 33}, torch::kLong);
+  auto r = d.Predict(in);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(r.status().message(), "tokens: 33 exceeds the model's maximum of 32");
+  in = Input(1, 4, 1);
+  in.tokens[0][0] = 26;
+  EXPECT_EQ(d.Predict(in).status().message(), "tokens: ids must be in [0, 26)");
+  in = Input(1, 4, 6);
+  EXPECT_EQ(d.Predict(in).status().code(), absl::StatusCode::kInvalidArgument);
+  in = Input(1, 4, 1);
+  in.x = torch::zeros({1, 3, 4, 30, 32});
+  EXPECT_EQ(d.Predict(in).status().message().rfind("height: 30", 0), 0u);
+  in.x = torch::zeros({1, 1, 4, 32, 32});
+  EXPECT_EQ(d.Predict(in).status().message().rfind("x: 1 channels", 0), 0u);
+}
+
+TEST(NetworkTest, ConfigJsonRoundTripAndErrors) {
+  NetworkConfig c = Tiny();
+  c.patch = 4;
+  auto back = NetworkConfig::FromJson(c.ToJson());
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->ToJson(), c.ToJson());
+  EXPECT_EQ(NetworkConfig::FromJson(R"({"depth": 0})").status().message(),
+            "network.depth: 0 outside [1, 64]");
+  EXPECT_EQ(NetworkConfig::FromJson(R"({"depth": 1.5})").status().message(),
+            "network.depth: must be an integer");
+  EXPECT_EQ(NetworkPreset("huge").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(NetworkConfig::FromJson(R"({"patch": 5})").status().message(),
+            "network.max_height: 32 not divisible by patch 5");
+}
+
+TEST(NetworkTest, RecommendedConfigsStayWellUnderTenMillionParameters) {
+  for (const char* preset : {"cpu", "gpu"}) {
+    const NetworkConfig c = *NetworkPreset(preset);
+    TpdiffNet net(c);
+    EXPECT_LT(net->ParameterCount(), 10'000'000) << c.ToJson();
+    EXPECT_GT(EstimateForwardFlops(c, 16, 32, 32), 0);
+  }
+}
+
+}  // namespace
+}  // namespace tpdiff::core

@@ -1,0 +1,104 @@
+#include "tpdiff/server/job_queue.h"
+
+#include <gtest/gtest.h>
+
+#include "tpdiff/server/clock.h"
+
+namespace tpdiff::server {
+namespace {
+
+using tpdiff::v1::PRIORITY_BATCH;
+using tpdiff::v1::PRIORITY_INTERACTIVE;
+using tpdiff::v1::PRIORITY_STANDARD;
+
+bool Any(const QueuedJob&) { return true; }
+
+class JobQueueTest : public ::testing::Test {
+ protected:
+  QueuedJob Job(const std::string& id, tpdiff::v1::Priority priority, const std::string& model = "m") {
+    return QueuedJob{id, priority, model, clock_.Now()};
+  }
+  std::string PopId() {
+    std::optional<QueuedJob> job = queue_.Pop(clock_.Now(), Any);
+    return job ? job->job_id : "";
+  }
+  FakeClock clock_;
+  PriorityJobQueue queue_{/*capacity_per_priority=*/3, /*aging_interval=*/absl::Seconds(10)};
+};
+
+TEST_F(JobQueueTest, HigherPriorityFirstFifoWithin) {
+  ASSERT_TRUE(queue_.Push(Job("b1", PRIORITY_BATCH)).ok());
+  ASSERT_TRUE(queue_.Push(Job("s1", PRIORITY_STANDARD)).ok());
+  clock_.Advance(absl::Milliseconds(1));
+  ASSERT_TRUE(queue_.Push(Job("s2", PRIORITY_STANDARD)).ok());
+  ASSERT_TRUE(queue_.Push(Job("i1", PRIORITY_INTERACTIVE)).ok());
+  EXPECT_EQ(queue_.Position("i1", clock_.Now()), 0u);
+  EXPECT_EQ(queue_.Position("s2", clock_.Now()), 2u);
+  EXPECT_EQ(queue_.Position("b1", clock_.Now()), 3u);
+  EXPECT_EQ(PopId(), "i1");
+  EXPECT_EQ(PopId(), "s1");
+  EXPECT_EQ(PopId(), "s2");
+  EXPECT_EQ(PopId(), "b1");
+  EXPECT_EQ(PopId(), "");
+}
+
+TEST_F(JobQueueTest, CapacityPerPriority) {
+  for (const char* id : {"s1", "s2", "s3"}) ASSERT_TRUE(queue_.Push(Job(id, PRIORITY_STANDARD)).ok());
+  absl::Status full = queue_.Push(Job("s4", PRIORITY_STANDARD));
+  EXPECT_EQ(full.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(full.message().find("PRIORITY_STANDARD"), std::string::npos) << full;
+  EXPECT_NE(full.message().find("3 jobs"), std::string::npos) << full;
+  EXPECT_TRUE(queue_.Full(PRIORITY_STANDARD));
+  EXPECT_FALSE(queue_.Full(PRIORITY_BATCH));
+  EXPECT_TRUE(queue_.Push(Job("b1", PRIORITY_BATCH)).ok());
+  // A re-queued job was already admitted: it goes in even when full.
+  queue_.PushFront(Job("r1", PRIORITY_STANDARD));
+  EXPECT_EQ(queue_.Size(PRIORITY_STANDARD), 4u);
+  EXPECT_EQ(PopId(), "r1");
+}
+
+TEST_F(JobQueueTest, AgingLetsOldBatchJobsOvertakeNewInteractiveOnes) {
+  ASSERT_TRUE(queue_.Push(Job("old-batch", PRIORITY_BATCH)).ok());
+  clock_.Advance(absl::Seconds(15));  // one level: BATCH now competes as STANDARD
+  ASSERT_TRUE(queue_.Push(Job("new-interactive", PRIORITY_INTERACTIVE)).ok());
+  ASSERT_TRUE(queue_.Push(Job("new-standard", PRIORITY_STANDARD)).ok());
+  EXPECT_EQ(PopId(), "new-interactive");
+  EXPECT_EQ(PopId(), "old-batch");  // same level as new-standard, and older
+  EXPECT_EQ(PopId(), "new-standard");
+
+  ASSERT_TRUE(queue_.Push(Job("batch", PRIORITY_BATCH)).ok());
+  clock_.Advance(absl::Seconds(20));  // two levels: equal to a fresh INTERACTIVE job
+  ASSERT_TRUE(queue_.Push(Job("interactive", PRIORITY_INTERACTIVE)).ok());
+  EXPECT_EQ(PopId(), "batch");
+}
+
+TEST_F(JobQueueTest, PopSkipsJobsTheWorkerCannotRun) {
+  ASSERT_TRUE(queue_.Push(Job("a", PRIORITY_INTERACTIVE, "model-a")).ok());
+  ASSERT_TRUE(queue_.Push(Job("b", PRIORITY_STANDARD, "model-b")).ok());
+  std::optional<QueuedJob> job =
+      queue_.Pop(clock_.Now(), [](const QueuedJob& j) { return j.model == "model-b"; });
+  ASSERT_TRUE(job.has_value());
+  EXPECT_EQ(job->job_id, "b");
+  EXPECT_FALSE(queue_.Pop(clock_.Now(), [](const QueuedJob& j) { return j.model == "c"; }));
+  EXPECT_EQ(queue_.TotalSize(), 1u);
+}
+
+TEST_F(JobQueueTest, RemoveAndExpire) {
+  QueuedJob soon = Job("soon", PRIORITY_STANDARD);
+  soon.deadline = clock_.Now() + absl::Seconds(5);
+  ASSERT_TRUE(queue_.Push(soon).ok());
+  ASSERT_TRUE(queue_.Push(Job("never", PRIORITY_STANDARD)).ok());
+  ASSERT_TRUE(queue_.Push(Job("gone", PRIORITY_BATCH)).ok());
+  EXPECT_TRUE(queue_.Remove("gone"));
+  EXPECT_FALSE(queue_.Remove("gone"));
+  EXPECT_TRUE(queue_.TakeExpired(clock_.Now()).empty());
+  clock_.Advance(absl::Seconds(5));
+  std::vector<QueuedJob> expired = queue_.TakeExpired(clock_.Now());
+  ASSERT_EQ(expired.size(), 1u);
+  EXPECT_EQ(expired[0].job_id, "soon");
+  EXPECT_EQ(queue_.TotalSize(), 1u);
+  EXPECT_FALSE(queue_.Position("soon", clock_.Now()).has_value());
+}
+
+}  // namespace
+}  // namespace tpdiff::server

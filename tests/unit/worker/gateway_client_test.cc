@@ -1,0 +1,273 @@
+#include "tpdiff/worker/gateway_client.h"
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "absl/synchronization/mutex.h"
+#include "tiny_package.h"
+#include "tpdiff/worker/job_runner.h"
+#include "tpdiff/worker/models.h"
+#include "tpdiff/worker/v1/worker.grpc.pb.h"
+
+namespace tpdiff::worker {
+namespace {
+
+namespace api = ::tpdiff::v1;
+namespace wv1 = ::tpdiff::worker::v1;
+
+constexpr absl::Duration kWait = absl::Seconds(120);  // a bound for bugs, not a sleep
+
+// A front's WorkerGateway reduced to a recorder: it welcomes each stream, records what the
+// worker sends and lets the test push dispatch messages or drop the stream.
+class FakeGateway final : public wv1::WorkerGateway::Service {
+ public:
+  grpc::Status Connect(
+      grpc::ServerContext* context,
+      grpc::ServerReaderWriter<wv1::DispatchMessage, wv1::WorkerMessage>* stream) override {
+    wv1::WorkerMessage hello;
+    if (!stream->Read(&hello)) return grpc::Status::OK;
+    wv1::DispatchMessage welcome;
+    welcome.mutable_welcome()->mutable_heartbeat_interval()->set_seconds(30);
+    welcome.mutable_welcome()->mutable_lease_timeout()->set_seconds(90);
+    {
+      absl::MutexLock lock(&mu_);
+      hellos_.push_back(hello.hello());
+      stream->Write(welcome);
+      stream_ = stream;
+      context_ = context;
+    }
+    wv1::WorkerMessage msg;
+    while (stream->Read(&msg)) {
+      absl::MutexLock lock(&mu_);
+      received_.push_back(msg);
+    }
+    absl::MutexLock lock(&mu_);
+    stream_ = nullptr;
+    context_ = nullptr;
+    ++ended_;
+    return grpc::Status::OK;
+  }
+
+  bool Send(const wv1::DispatchMessage& msg) {
+    absl::MutexLock lock(&mu_);
+    return stream_ != nullptr && stream_->Write(msg);
+  }
+  void DropStream() {
+    absl::MutexLock lock(&mu_);
+    if (context_ != nullptr) context_->TryCancel();
+  }
+  // Waits until pred(received, hellos, ended) holds; false after kWait.
+  template <typename Pred>
+  bool WaitFor(Pred pred) {
+    absl::MutexLock lock(&mu_);
+    auto cond = [&] { return pred(received_, hellos_, ended_); };
+    return mu_.AwaitWithTimeout(absl::Condition(&cond), kWait);
+  }
+  std::vector<api::JobEvent> JobEvents(const std::string& job_id) {
+    absl::MutexLock lock(&mu_);
+    std::vector<api::JobEvent> out;
+    for (const auto& m : received_) {
+      if (m.has_event() && m.event().job_id() == job_id) out.push_back(m.event().event());
+    }
+    return out;
+  }
+  std::vector<wv1::Hello> hellos() {
+    absl::MutexLock lock(&mu_);
+    return hellos_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  grpc::ServerReaderWriter<wv1::DispatchMessage, wv1::WorkerMessage>* stream_
+      ABSL_GUARDED_BY(mu_) = nullptr;
+  grpc::ServerContext* context_ ABSL_GUARDED_BY(mu_) = nullptr;
+  std::vector<wv1::Hello> hellos_ ABSL_GUARDED_BY(mu_);
+  std::vector<wv1::WorkerMessage> received_ ABSL_GUARDED_BY(mu_);
+  int ended_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+bool JobEnded(const std::vector<wv1::WorkerMessage>& received, const std::string& id) {
+  for (const auto& m : received) {
+    if (m.has_event() && m.event().job_id() == id) {
+      const auto& e = m.event().event();
+      if (e.has_completed() || e.has_failed() || e.has_cancelled()) return true;
+    }
+  }
+  return false;
+}
+
+class GatewayClientTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto dir = testing::WriteTinyPackage("tiny");
+    ASSERT_TRUE(dir.ok()) << dir.status();
+    models_dir_ = *dir;
+    grpc::ServerBuilder builder;
+    int port = 0;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    builder.RegisterService(&gateway_);
+    server_ = builder.BuildAndStart();
+    ASSERT_NE(server_, nullptr);
+
+    auto models = LoadModels(models_dir_, {"tiny"}, torch::kCPU, nullptr);
+    ASSERT_TRUE(models.ok()) << models.status();
+    GatewayClientOptions options;
+    options.server_address = "127.0.0.1:" + std::to_string(port);
+    options.worker_id = "worker-a";
+    options.device = "cpu";
+    options.version = "test";
+    options.slots = 1;
+    options.models.push_back(ToModelInfo(*models->at("tiny")));
+    options.backoff.initial = absl::Milliseconds(10);
+    options.backoff.max = absl::Milliseconds(100);
+    options.heartbeat_interval = absl::Milliseconds(20);
+    client_ = std::make_unique<GatewayClient>(options);
+    std::vector<ModelSet> sets;
+    sets.push_back(*std::move(models));
+    JobRunnerOptions runner_options;
+    runner_options.worker_id = "worker-a";
+    runner_ = std::make_unique<JobRunner>(std::move(sets), *client_, runner_options);
+    run_ = std::thread([this] { run_status_ = client_->Run(*runner_); });
+  }
+
+  void TearDown() override {
+    if (client_ != nullptr) client_->Shutdown();
+    if (run_.joinable()) run_.join();
+    if (runner_ != nullptr) runner_->Shutdown();
+    if (server_ != nullptr) server_->Shutdown();
+    std::filesystem::remove_all(models_dir_);
+  }
+
+  static wv1::DispatchMessage AssignMsg(const std::string& id, uint32_t steps_per_stage) {
+    wv1::DispatchMessage msg;
+    wv1::Assign* a = msg.mutable_assign();
+    a->set_job_id(id);
+    a->set_attempt(2);
+    a->mutable_request()->set_model("tiny");
+    a->mutable_request()->set_prompt("a blue square moving up");
+    a->mutable_request()->set_seed(5);
+    for (int i = 0; i < 3; ++i) a->mutable_request()->add_stage_steps(steps_per_stage);
+    return msg;
+  }
+
+  bool WaitWelcomed(int n) {
+    return gateway_.WaitFor([&](auto&, auto& hellos, int) {
+      return static_cast<int>(hellos.size()) >= n && client_->welcomes() >= n;
+    });
+  }
+
+  // Waits until the worker sent any job event for which (event.*has)() holds.
+  bool WaitForEvent(bool (api::JobEvent::*has)() const) {
+    return gateway_.WaitFor([has](auto& received, auto&, int) {
+      for (const auto& m : received) {
+        if (m.has_event() && (m.event().event().*has)()) return true;
+      }
+      return false;
+    });
+  }
+
+  std::string models_dir_;
+  FakeGateway gateway_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<GatewayClient> client_;
+  std::unique_ptr<JobRunner> runner_;
+  std::thread run_;
+  absl::Status run_status_;
+};
+
+TEST_F(GatewayClientTest, SaysHelloSendsHeartbeatsAndStreamsAJobsEvents) {
+  ASSERT_TRUE(WaitWelcomed(1));
+  const wv1::Hello hello = gateway_.hellos().front();
+  EXPECT_EQ(hello.worker_id(), "worker-a");
+  EXPECT_EQ(hello.device(), "cpu");
+  EXPECT_EQ(hello.slots(), 1u);
+  EXPECT_THAT(hello.models(), ::testing::ElementsAre("tiny"));
+  ASSERT_EQ(hello.model_info_size(), 1);
+  EXPECT_EQ(hello.model_info(0).frames(), 16u);
+  EXPECT_GT(hello.model_info(0).vocabulary_size(), 10);
+
+  ASSERT_TRUE(gateway_.WaitFor([](auto& received, auto&, int) {
+    for (const auto& m : received) {
+      if (m.has_heartbeat() && m.heartbeat().free_slots() == 1) return true;
+    }
+    return false;
+  }));
+  ASSERT_TRUE(gateway_.Send(AssignMsg("j1", 1)));
+  ASSERT_TRUE(gateway_.WaitFor([](auto& r, auto&, int) { return JobEnded(r, "j1"); }));
+  const auto events = gateway_.JobEvents("j1");
+  ASSERT_GE(events.size(), 3u);
+  EXPECT_TRUE(events.front().has_started());
+  EXPECT_TRUE(events.back().has_completed()) << events.back().DebugString();
+  EXPECT_TRUE(events[events.size() - 2].has_result_chunk());
+  EXPECT_TRUE(events[events.size() - 2].result_chunk().last());
+}
+
+TEST_F(GatewayClientTest, CancelFromTheFrontEndsTheJobAsCancelled) {
+  ASSERT_TRUE(WaitWelcomed(1));
+  ASSERT_TRUE(gateway_.Send(AssignMsg("long", 50)));
+  ASSERT_TRUE(WaitForEvent(&api::JobEvent::has_progress));
+  wv1::DispatchMessage cancel;
+  cancel.mutable_cancel()->set_job_id("long");
+  cancel.mutable_cancel()->set_reason("client");
+  ASSERT_TRUE(gateway_.Send(cancel));
+  ASSERT_TRUE(gateway_.WaitFor([](auto& r, auto&, int) { return JobEnded(r, "long"); }));
+  const auto events = gateway_.JobEvents("long");
+  ASSERT_TRUE(events.back().has_cancelled());
+  EXPECT_EQ(events.back().cancelled().source(), "client");
+  int progress = 0;
+  for (const auto& e : events) progress += e.has_progress() ? 1 : 0;
+  EXPECT_LT(progress, 150);
+  EXPECT_TRUE(runner_->WaitIdle(kWait));
+}
+
+TEST_F(GatewayClientTest, DrainFinishesTheRunningJobThenCloses) {
+  ASSERT_TRUE(WaitWelcomed(1));
+  ASSERT_TRUE(gateway_.Send(AssignMsg("last", 2)));
+  ASSERT_TRUE(WaitForEvent(&api::JobEvent::has_started));
+  wv1::DispatchMessage drain;
+  drain.mutable_drain();
+  ASSERT_TRUE(gateway_.Send(drain));
+  // The worker half-closes after the job's last event, and Run returns OK.
+  ASSERT_TRUE(gateway_.WaitFor([](auto&, auto&, int ended) { return ended >= 1; }));
+  run_.join();
+  EXPECT_TRUE(run_status_.ok()) << run_status_;
+  const auto events = gateway_.JobEvents("last");
+  ASSERT_FALSE(events.empty());
+  EXPECT_TRUE(events.back().has_completed()) << events.back().DebugString();
+  EXPECT_EQ(gateway_.hellos().size(), 1u);  // no reconnect after a drain
+}
+
+TEST_F(GatewayClientTest, ReconnectsAfterTheStreamDropsAndAbandonsTheRunningJob) {
+  ASSERT_TRUE(WaitWelcomed(1));
+  ASSERT_TRUE(gateway_.Send(AssignMsg("orphan", 50)));
+  ASSERT_TRUE(WaitForEvent(&api::JobEvent::has_progress));
+  gateway_.DropStream();
+  ASSERT_TRUE(WaitWelcomed(2));
+  EXPECT_EQ(gateway_.hellos()[1].worker_id(), "worker-a");
+  EXPECT_TRUE(runner_->WaitIdle(kWait));
+  // The front re-queues the job itself; a Cancelled from us would end it for the client.
+  for (const auto& e : gateway_.JobEvents("orphan")) {
+    EXPECT_FALSE(e.has_cancelled() || e.has_completed() || e.has_failed()) << e.DebugString();
+  }
+  // And the new stream serves jobs.
+  ASSERT_TRUE(gateway_.Send(AssignMsg("after", 1)));
+  ASSERT_TRUE(gateway_.WaitFor([](auto& r, auto&, int) { return JobEnded(r, "after"); }));
+  EXPECT_TRUE(gateway_.JobEvents("after").back().has_completed());
+}
+
+TEST_F(GatewayClientTest, ShutdownEndsRun) {
+  ASSERT_TRUE(WaitWelcomed(1));
+  client_->Shutdown();
+  run_.join();
+  EXPECT_TRUE(absl::IsCancelled(run_status_)) << run_status_;
+}
+
+}  // namespace
+}  // namespace tpdiff::worker

@@ -1,0 +1,449 @@
+#include "tpdiff/worker/job_runner.h"
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "absl/synchronization/notification.h"
+#include "prometheus/registry.h"
+#include "recording_sink.h"
+#include "tiny_package.h"
+#include "tpdiff/media/decoder.h"
+#include "tpdiff/worker/metrics.h"
+#include "tpdiff/worker/models.h"
+
+namespace tpdiff::worker {
+namespace {
+
+namespace api = ::tpdiff::v1;
+namespace wv1 = ::tpdiff::worker::v1;
+using testing::RecordingSink;
+
+class JobRunnerTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    auto dir = testing::WriteTinyPackage("tiny");
+    ASSERT_TRUE(dir.ok()) << dir.status();
+    models_dir_ = new std::string(*dir);
+  }
+  static void TearDownTestSuite() {
+    std::filesystem::remove_all(*models_dir_);
+    delete models_dir_;
+  }
+
+  std::unique_ptr<JobRunner> MakeRunner(int slots = 1, size_t chunk_bytes = size_t{1} << 20) {
+    std::vector<ModelSet> sets;
+    for (int i = 0; i < slots; ++i) {
+      auto models = LoadModels(*models_dir_, {"tiny"}, torch::kCPU, &metrics_);
+      EXPECT_TRUE(models.ok()) << models.status();
+      if (!models.ok()) return nullptr;
+      sets.push_back(*std::move(models));
+    }
+    JobRunnerOptions options;
+    options.worker_id = "w1";
+    options.metrics = &metrics_;
+    options.result_chunk_bytes = chunk_bytes;
+    return std::make_unique<JobRunner>(std::move(sets), sink_, options);
+  }
+
+  static wv1::Assign MakeAssign(const std::string& id, std::vector<uint32_t> steps = {2, 2, 2}) {
+    wv1::Assign a;
+    a.set_job_id(id);
+    a.set_attempt(1);
+    a.mutable_queue_time()->set_seconds(3);
+    api::GenerateRequest* r = a.mutable_request();
+    r->set_model("tiny");
+    r->set_prompt("a red circle moving left");
+    r->set_seed(42);
+    r->set_num_frames(16);
+    r->set_fps(8);
+    r->set_guidance_scale(2.0f);
+    for (uint32_t s : steps) r->add_stage_steps(s);
+    r->mutable_preview()->set_enabled(true);
+    r->mutable_output()->set_format(api::VIDEO_FORMAT_MP4);
+    return a;
+  }
+
+  static std::string Reassemble(const std::vector<api::JobEvent>& events) {
+    std::string bytes;
+    for (const auto& e : events) {
+      if (!e.has_result_chunk()) continue;
+      EXPECT_EQ(e.result_chunk().offset(), bytes.size());
+      bytes += e.result_chunk().data();
+    }
+    return bytes;
+  }
+
+  static std::string* models_dir_;
+  prometheus::Registry registry_;
+  WorkerMetrics metrics_{registry_};
+  RecordingSink sink_;
+};
+
+std::string* JobRunnerTest::models_dir_ = nullptr;
+
+TEST_F(JobRunnerTest, RunsAJobWithProgressPreviewsChunksAndTimings) {
+  auto runner = MakeRunner(/*slots=*/1, /*chunk_bytes=*/4096);
+  ASSERT_NE(runner, nullptr);
+  runner->Assign(MakeAssign("job-1", {2, 3, 2}));
+  const std::vector<api::JobEvent> events = sink_.WaitForEnd("job-1");
+  ASSERT_FALSE(events.empty());
+  ASSERT_TRUE(events.back().has_completed()) << events.back().DebugString();
+  ASSERT_TRUE(events.front().has_started());
+  EXPECT_EQ(events.front().started().worker_id(), "w1");
+  EXPECT_EQ(events.front().started().attempt(), 1u);
+
+  // Progress after every step, in sampling order; a preview closes each stage.
+  std::vector<std::string> order;
+  for (const auto& e : events) {
+    if (e.has_progress()) {
+      const auto& p = e.progress();
+      EXPECT_EQ(p.stage_count(), 3u);
+      order.push_back(absl::StrCat("p", p.stage(), ".", p.step(), "/", p.steps_in_stage(), "@",
+                                   p.frames()));
+    } else if (e.has_stage_preview()) {
+      order.push_back(absl::StrCat("preview", e.stage_preview().stage()));
+    }
+  }
+  EXPECT_THAT(order, ::testing::ElementsAre("p1.1/2@4", "p1.2/2@4", "preview1", "p2.1/3@8",
+                                            "p2.2/3@8", "p2.3/3@8", "preview2", "p3.1/2@16",
+                                            "p3.2/2@16", "preview3"));
+
+  // Previews: T/4, T/2, T frames at doubling fps, GIFs that decode to what they state.
+  int stage = 0;
+  const std::vector<int> frames = {4, 8, 16};
+  const std::vector<float> fps = {2, 4, 8};
+  for (const auto& e : events) {
+    if (!e.has_stage_preview()) continue;
+    const api::StagePreview& p = e.stage_preview();
+    ASSERT_LT(stage, 3);
+    EXPECT_EQ(p.stage(), static_cast<uint32_t>(stage + 1));
+    EXPECT_EQ(p.frames(), static_cast<uint32_t>(frames[stage]));
+    EXPECT_FLOAT_EQ(p.fps(), fps[stage]);
+    EXPECT_EQ(p.media().mime(), "image/gif");
+    absl::StatusOr<media::Video> decoded = media::DecodeVideo(p.media().data());
+    ASSERT_TRUE(decoded.ok()) << decoded.status();
+    EXPECT_EQ(decoded->frames, frames[stage]);
+    EXPECT_EQ(decoded->width, static_cast<int>(p.width()));
+    EXPECT_EQ(decoded->height, static_cast<int>(p.height()));
+    EXPECT_GE(p.width(), 32u);
+    ++stage;
+  }
+  EXPECT_EQ(stage, 3);
+
+  // The result: chunks under the limit, contiguous, the last one flagged; an MP4 of T frames.
+  int chunks = 0;
+  for (size_t i = 0; i < events.size(); ++i) {
+    if (!events[i].has_result_chunk()) continue;
+    ++chunks;
+    EXPECT_LE(events[i].result_chunk().data().size(), 4096u);
+    EXPECT_EQ(events[i].result_chunk().mime(), "video/mp4");
+    EXPECT_EQ(events[i].result_chunk().last(), i + 2 == events.size());
+  }
+  EXPECT_GT(chunks, 1);
+  const std::string mp4 = Reassemble(events);
+  absl::StatusOr<media::Video> video = media::DecodeVideo(mp4);
+  ASSERT_TRUE(video.ok()) << video.status();
+  EXPECT_EQ(video->frames, 16);
+  EXPECT_NEAR(video->fps, 8.0, 0.01);
+
+  const api::Completed& done = events.back().completed();
+  EXPECT_EQ(done.result_bytes(), mp4.size());
+  ASSERT_EQ(done.timings().stage_seconds_size(), 3);
+  double stages = 0;
+  for (double s : done.timings().stage_seconds()) {
+    EXPECT_GT(s, 0);
+    stages += s;
+  }
+  EXPECT_GE(done.timings().queue_seconds(), 3.0);
+  EXPECT_GT(done.timings().encode_seconds(), 0);
+  EXPECT_GE(done.timings().total_seconds(),
+            done.timings().queue_seconds() + stages + done.timings().encode_seconds() - 1e-6);
+}
+
+TEST_F(JobRunnerTest, DefaultChunksStayUnderOneMebibyte) {
+  EXPECT_EQ(JobRunnerOptions{}.result_chunk_bytes, size_t{1} << 20);
+}
+
+TEST_F(JobRunnerTest, VanillaRunsOneFullRateStageWithAllTheSteps) {
+  auto runner = MakeRunner();
+  ASSERT_NE(runner, nullptr);
+  wv1::Assign a = MakeAssign("vanilla", {1, 2, 1});
+  a.mutable_request()->set_sampler(api::SAMPLER_VANILLA);
+  a.mutable_request()->mutable_output()->set_format(api::VIDEO_FORMAT_GIF);
+  runner->Assign(a);
+  const auto events = sink_.WaitForEnd("vanilla");
+  ASSERT_TRUE(events.back().has_completed()) << events.back().DebugString();
+  int progress = 0, previews = 0;
+  for (const auto& e : events) {
+    if (e.has_progress()) {
+      ++progress;
+      EXPECT_EQ(e.progress().stage_count(), 1u);
+      EXPECT_EQ(e.progress().steps_in_stage(), 4u);
+      EXPECT_EQ(e.progress().frames(), 16u);
+    }
+    if (e.has_stage_preview()) {
+      ++previews;
+      EXPECT_EQ(e.stage_preview().frames(), 16u);
+      EXPECT_FLOAT_EQ(e.stage_preview().fps(), 8);
+    }
+  }
+  EXPECT_EQ(progress, 4);
+  EXPECT_EQ(previews, 1);
+  EXPECT_EQ(events.back().completed().timings().stage_seconds_size(), 1);
+  absl::StatusOr<media::Video> gif = media::DecodeVideo(Reassemble(events));
+  ASSERT_TRUE(gif.ok()) << gif.status();
+  EXPECT_EQ(gif->frames, 16);
+}
+
+TEST_F(JobRunnerTest, SameSeedSameVideoAndTheNegativePromptChangesIt) {
+  auto runner = MakeRunner();
+  ASSERT_NE(runner, nullptr);
+  wv1::Assign plain = MakeAssign("plain", {1, 1, 1});
+  plain.mutable_request()->mutable_preview()->set_enabled(false);
+  plain.mutable_request()->mutable_output()->set_format(api::VIDEO_FORMAT_PNG_FRAMES);
+  wv1::Assign again = plain;
+  again.set_job_id("again");
+  wv1::Assign negative = plain;
+  negative.set_job_id("negative");
+  negative.mutable_request()->set_negative_prompt("blue square");
+  for (const auto* a : {&plain, &again, &negative}) runner->Assign(*a);
+  const auto p = sink_.WaitForEnd("plain");
+  const auto g = sink_.WaitForEnd("again");
+  const auto n = sink_.WaitForEnd("negative");
+  for (const auto* events : {&p, &g, &n}) {
+    ASSERT_TRUE(events->back().has_completed()) << events->back().DebugString();
+    for (const auto& e : *events) EXPECT_FALSE(e.has_stage_preview());  // previews off
+  }
+  const std::string plain_zip = Reassemble(p);
+  EXPECT_EQ(plain_zip, Reassemble(g));
+  EXPECT_NE(plain_zip, Reassemble(n));
+  auto frames = media::DecodePngFrames(plain_zip);
+  ASSERT_TRUE(frames.ok()) << frames.status();
+  EXPECT_EQ(frames->frames, 16);
+}
+
+TEST_F(JobRunnerTest, BadInputFailsWithTheFieldNamedAndIsNotRetryable) {
+  auto runner = MakeRunner();
+  ASSERT_NE(runner, nullptr);
+  wv1::Assign words = MakeAssign("words");
+  words.mutable_request()->set_prompt("a purple dragon");
+  wv1::Assign frames = MakeAssign("frames");
+  frames.mutable_request()->set_num_frames(40);
+  wv1::Assign model = MakeAssign("model");
+  model.mutable_request()->set_model("elsewhere");
+  for (const auto* a : {&words, &frames, &model}) runner->Assign(*a);
+
+  auto last = [&](const std::string& id) { return sink_.WaitForEnd(id).back(); };
+  const api::JobEvent w = last("words");
+  ASSERT_TRUE(w.has_failed());
+  EXPECT_EQ(w.failed().code(), static_cast<int>(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(w.failed().message(), ::testing::HasSubstr("prompt"));
+  EXPECT_THAT(w.failed().message(), ::testing::HasSubstr("purple"));
+  EXPECT_FALSE(w.failed().retryable());
+  const api::JobEvent f = last("frames");
+  ASSERT_TRUE(f.has_failed());
+  EXPECT_THAT(f.failed().message(), ::testing::HasSubstr("num_frames: 40"));
+  EXPECT_FALSE(f.failed().retryable());
+  const api::JobEvent m = last("model");
+  ASSERT_TRUE(m.has_failed());
+  EXPECT_EQ(m.failed().code(), static_cast<int>(absl::StatusCode::kFailedPrecondition));
+  EXPECT_TRUE(m.failed().retryable());  // another worker may serve it
+}
+
+TEST_F(JobRunnerTest, CancelStopsWithinOneStepAndTheSlotTakesTheNextJob) {
+  auto runner = MakeRunner();
+  ASSERT_NE(runner, nullptr);
+  absl::Notification at_first_step, release;
+  sink_.on_emit = [&](const wv1::WorkerEvent& e) {
+    if (e.job_id() == "long" && e.event().has_progress() && !at_first_step.HasBeenNotified()) {
+      at_first_step.Notify();
+      release.WaitForNotification();  // hold the sampler right after step 1
+    }
+  };
+  runner->Assign(MakeAssign("long", {20, 20, 20}));
+  runner->Assign(MakeAssign("next", {1, 1, 1}));
+  at_first_step.WaitForNotification();
+  const JobRunner::Load busy = runner->CurrentLoad();
+  EXPECT_THAT(busy.running_job_ids, ::testing::UnorderedElementsAre("long", "next"));
+  EXPECT_EQ(busy.free_slots, 0u);
+  runner->Cancel("long", "client");
+  release.Notify();
+
+  const auto events = sink_.WaitForEnd("long");
+  ASSERT_TRUE(events.back().has_cancelled()) << events.back().DebugString();
+  EXPECT_EQ(events.back().cancelled().source(), "client");
+  int progress = 0;
+  for (const auto& e : events) progress += e.has_progress() ? 1 : 0;
+  EXPECT_EQ(progress, 1);  // the token is checked before the next network call
+
+  const auto next = sink_.WaitForEnd("next");
+  ASSERT_TRUE(next.back().has_completed()) << next.back().DebugString();
+  ASSERT_TRUE(runner->WaitIdle(absl::Seconds(60)));
+  EXPECT_EQ(runner->CurrentLoad().free_slots, 1u);
+}
+
+TEST_F(JobRunnerTest, CancellingAQueuedJobReportsItWithoutRunningIt) {
+  auto runner = MakeRunner();
+  ASSERT_NE(runner, nullptr);
+  absl::Notification started, release;
+  sink_.on_emit = [&](const wv1::WorkerEvent& e) {
+    if (e.job_id() == "first" && e.event().has_started()) {
+      started.Notify();
+      release.WaitForNotification();
+    }
+  };
+  runner->Assign(MakeAssign("first", {1, 1, 1}));
+  runner->Assign(MakeAssign("queued", {1, 1, 1}));
+  started.WaitForNotification();
+  runner->Cancel("queued", "deadline");
+  release.Notify();
+  const auto queued = sink_.WaitForEnd("queued");
+  ASSERT_EQ(queued.size(), 1u);
+  EXPECT_EQ(queued[0].cancelled().source(), "deadline");
+  EXPECT_TRUE(sink_.WaitForEnd("first").back().has_completed());
+}
+
+TEST_F(JobRunnerTest, DuplicateAssignIsIgnored) {
+  auto runner = MakeRunner();
+  ASSERT_NE(runner, nullptr);
+  absl::Notification started, release;
+  sink_.on_emit = [&](const wv1::WorkerEvent& e) {
+    if (e.event().has_started() && !started.HasBeenNotified()) {
+      started.Notify();
+      release.WaitForNotification();
+    }
+  };
+  const wv1::Assign a = MakeAssign("dup", {1, 1, 1});
+  runner->Assign(a);
+  started.WaitForNotification();
+  runner->Assign(a);  // redelivered while running
+  release.Notify();
+  ASSERT_TRUE(sink_.WaitForEnd("dup").back().has_completed());
+  ASSERT_TRUE(runner->WaitIdle(absl::Seconds(60)));
+  int started_events = 0;
+  for (const auto& e : sink_.Events("dup")) started_events += e.has_started() ? 1 : 0;
+  EXPECT_EQ(started_events, 1);
+}
+
+TEST_F(JobRunnerTest, AbandonedJobsStopSilently) {
+  auto runner = MakeRunner();
+  ASSERT_NE(runner, nullptr);
+  absl::Notification at_step, release;
+  sink_.on_emit = [&](const wv1::WorkerEvent& e) {
+    if (e.event().has_progress() && !at_step.HasBeenNotified()) {
+      at_step.Notify();
+      release.WaitForNotification();
+    }
+  };
+  runner->Assign(MakeAssign("lost", {20, 20, 20}));
+  at_step.WaitForNotification();
+  runner->AbandonAll();
+  release.Notify();
+  ASSERT_TRUE(runner->WaitIdle(absl::Seconds(60)));
+  // Started and the one progress event that was already on its way; nothing after.
+  const auto events = sink_.Events("lost");
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_TRUE(events[1].has_progress());
+}
+
+TEST_F(JobRunnerTest, DrainingRejectsNewJobsAsRetryable) {
+  auto runner = MakeRunner();
+  ASSERT_NE(runner, nullptr);
+  runner->Drain();
+  EXPECT_TRUE(runner->draining());
+  runner->Assign(MakeAssign("late"));
+  const auto events = sink_.WaitForEnd("late");
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].failed().code(), static_cast<int>(absl::StatusCode::kUnavailable));
+  EXPECT_TRUE(events[0].failed().retryable());
+  EXPECT_EQ(runner->CurrentLoad().free_slots, 0u);
+}
+
+TEST_F(JobRunnerTest, TwoSlotsRunTwoJobsAtOnce) {
+  auto runner = MakeRunner(/*slots=*/2);
+  ASSERT_NE(runner, nullptr);
+  EXPECT_EQ(runner->CurrentLoad().free_slots, 2u);
+  absl::Mutex mu;
+  int waiting = 0;
+  // Each job holds at its first step until both are there: only two slots can get there.
+  sink_.on_emit = [&](const wv1::WorkerEvent& e) {
+    if (!e.event().has_started()) return;
+    absl::MutexLock lock(&mu);
+    ++waiting;
+    mu.AwaitWithTimeout(absl::Condition(+[](int* w) { return *w >= 2; }, &waiting),
+                        absl::Seconds(60));
+  };
+  runner->Assign(MakeAssign("x", {1, 1, 1}));
+  runner->Assign(MakeAssign("y", {1, 1, 1}));
+  EXPECT_TRUE(sink_.WaitForEnd("x").back().has_completed());
+  EXPECT_TRUE(sink_.WaitForEnd("y").back().has_completed());
+  absl::MutexLock lock(&mu);
+  EXPECT_EQ(waiting, 2);
+}
+
+TEST_F(JobRunnerTest, MetricsRecordStepsPerStageAndEncodesPerFormat) {
+  auto runner = MakeRunner();
+  ASSERT_NE(runner, nullptr);
+  runner->Assign(MakeAssign("m", {1, 2, 1}));
+  ASSERT_TRUE(sink_.WaitForEnd("m").back().has_completed());
+  std::map<std::string, uint64_t> counts;
+  for (const auto& family : registry_.Collect()) {
+    for (const auto& metric : family.metric) {
+      std::string key = family.name;
+      for (const auto& label : metric.label) key += "{" + label.name + "=" + label.value + "}";
+      counts[key] = metric.histogram.sample_count;
+    }
+  }
+  EXPECT_EQ(counts["tpdiff_worker_step_seconds{stage=1}"], 1u);
+  EXPECT_EQ(counts["tpdiff_worker_step_seconds{stage=2}"], 2u);
+  EXPECT_EQ(counts["tpdiff_worker_step_seconds{stage=3}"], 1u);
+  EXPECT_EQ(counts["tpdiff_worker_encode_seconds{format=gif}"], 3u);
+  EXPECT_EQ(counts["tpdiff_worker_encode_seconds{format=mp4}"], 1u);
+  EXPECT_GE(counts["tpdiff_worker_model_load_seconds"], 1u);
+}
+
+TEST(ModelsTest, ListsPackagesAndDescribesThem) {
+  auto dir = testing::WriteTinyPackage("tiny");
+  ASSERT_TRUE(dir.ok()) << dir.status();
+  auto names = ListModelPackages(*dir);
+  ASSERT_TRUE(names.ok());
+  EXPECT_THAT(*names, ::testing::ElementsAre("tiny"));
+  auto models = LoadModels(*dir, *names, torch::kCPU, nullptr);
+  ASSERT_TRUE(models.ok()) << models.status();
+  const api::ModelInfo info = ToModelInfo(*models->at("tiny"));
+  EXPECT_EQ(info.name(), "tiny");
+  EXPECT_EQ(info.kind(), "builtin");
+  EXPECT_EQ(info.parameterization(), "flow_matching");
+  EXPECT_EQ(info.frames(), 16u);
+  EXPECT_EQ(info.height(), 32u);
+  EXPECT_EQ(info.fps(), 8u);
+  EXPECT_EQ(info.default_stage_steps_size(), 3);
+  EXPECT_THAT(info.vocabulary(), ::testing::Contains("circle"));
+  EXPECT_EQ(LoadModels(*dir, {"missing"}, torch::kCPU, nullptr).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(ListModelPackages(*dir + "/nope").status().code(), absl::StatusCode::kNotFound);
+  std::filesystem::remove_all(*dir);
+}
+
+TEST(ModelsTest, ParsesDevices) {
+  EXPECT_EQ(ParseDevice("cpu")->type(), torch::kCPU);
+  EXPECT_TRUE(ParseDevice("auto").ok());
+  EXPECT_EQ(ParseDevice("tpu").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(DeviceName(torch::Device(torch::kCUDA, 1)), "cuda:1");
+  EXPECT_EQ(DeviceName(torch::kCPU), "cpu");
+}
+
+TEST(RetryableTest, BadInputIsFinalAndCapacityProblemsAreRetried) {
+  EXPECT_FALSE(IsRetryable(absl::StatusCode::kInvalidArgument));
+  EXPECT_FALSE(IsRetryable(absl::StatusCode::kCancelled));
+  EXPECT_TRUE(IsRetryable(absl::StatusCode::kResourceExhausted));
+  EXPECT_TRUE(IsRetryable(absl::StatusCode::kUnavailable));
+}
+
+}  // namespace
+}  // namespace tpdiff::worker

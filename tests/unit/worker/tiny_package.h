@@ -1,0 +1,39 @@
+#ifndef TPDIFF_TESTS_UNIT_WORKER_TINY_PACKAGE_H_
+#define TPDIFF_TESTS_UNIT_WORKER_TINY_PACKAGE_H_
+
+// A randomly initialised, deliberately small builtin package (16 frames of 32x32 at 8 fps,
+// 3 stages) written to a fresh temporary folder, so worker tests run real sampling quickly.
+
+#include <filesystem>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "tpdiff/core/model_package.h"
+#include "tpdiff/core/network.h"
+
+namespace tpdiff::worker::testing {
+
+// Creates <fresh temp dir>/<name>/ and returns the temp dir (the models dir).
+inline absl::StatusOr<std::string> WriteTinyPackage(const std::string& name,
+                                                    uint64_t seed = 7) {
+  namespace fs = std::filesystem;
+  std::string tmpl = (fs::temp_directory_path() / "tpdiff-worker-test-XXXXXX").string();
+  if (mkdtemp(tmpl.data()) == nullptr) return absl::InternalError("mkdtemp failed");
+  core::NetworkConfig config;
+  config.width = 32;
+  config.depth = 1;
+  config.heads = 2;
+  config.mlp_ratio = 2;
+  config.text_width = 32;
+  config.text_layers = 1;
+  config.text_heads = 2;
+  absl::Status s =
+      core::CreateRandomBuiltinPackage((fs::path(tmpl) / name).string(), name, config, seed);
+  if (!s.ok()) return s;
+  return tmpl;
+}
+
+}  // namespace tpdiff::worker::testing
+
+#endif  // TPDIFF_TESTS_UNIT_WORKER_TINY_PACKAGE_H_

@@ -1,0 +1,101 @@
+#ifndef TPDIFF_WORKER_GATEWAY_CLIENT_H_
+#define TPDIFF_WORKER_GATEWAY_CLIENT_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "tpdiff/v1/video_generation.pb.h"
+#include "tpdiff/worker/backoff.h"
+#include "tpdiff/worker/event_sink.h"
+#include "tpdiff/worker/job_runner.h"
+#include "tpdiff/worker/v1/worker.grpc.pb.h"
+
+namespace tpdiff::worker {
+
+struct GatewayClientOptions {
+  std::string server_address;  // the front's WorkerGateway, e.g. "localhost:50052"
+  std::string worker_id;
+  std::string device;   // "cpu" | "cuda:0", for Hello
+  std::string version;
+  uint32_t slots = 1;
+  std::vector<tpdiff::v1::ModelInfo> models;
+  // Overrides Welcome.heartbeat_interval (the front's lease timeout still applies).
+  std::optional<absl::Duration> heartbeat_interval;
+  BackoffOptions backoff;
+  std::shared_ptr<grpc::ChannelCredentials> credentials;  // null = insecure
+  // Emit blocks while this many bytes wait for the stream, so a slow network slows the
+  // sampler instead of growing memory without bound.
+  size_t max_buffered_bytes = size_t{64} << 20;
+};
+
+// The worker's side of WorkerGateway.Connect: dials the front, says Hello, waits for Welcome,
+// then feeds Assign / Cancel / Drain to the JobRunner and streams its events back, with a
+// Heartbeat every heartbeat interval. When the stream breaks, the running jobs are abandoned
+// (the front re-queues them; reporting them cancelled would end them for the client) and it
+// dials again with exponential backoff and jitter.
+//
+// Threads: Run's caller reads the stream; one writer thread per connection owns all writes
+// (gRPC allows one outstanding write), so slot threads only enqueue.
+//
+// Thread safety: Emit, Drain and Shutdown may be called from any thread.
+class GatewayClient : public EventSink {
+ public:
+  explicit GatewayClient(GatewayClientOptions options);
+  ~GatewayClient() override;
+
+  // Serves `runner` until a drain finishes (OK) or Shutdown is called (CANCELLED).
+  absl::Status Run(JobRunner& runner);
+
+  // Finish the running jobs, take no new ones, then close the stream (SIGTERM).
+  void Drain();
+  // Stop at once: abandon the jobs and close. Run returns.
+  void Shutdown();
+
+  // EventSink: queued for the stream; dropped while disconnected (their jobs were abandoned).
+  void Emit(tpdiff::worker::v1::WorkerEvent event) override;
+
+  bool connected() const;
+  // Number of streams that got as far as Welcome; tests watch reconnects with it.
+  int welcomes() const;
+
+ private:
+  enum class End { kBroken, kDrained, kShutdown };
+  End ServeConnection(JobRunner& runner);
+  void WriterLoop(JobRunner& runner,
+                  grpc::ClientReaderWriter<tpdiff::worker::v1::WorkerMessage,
+                                           tpdiff::worker::v1::DispatchMessage>* stream,
+                  grpc::ClientContext* context, absl::Duration heartbeat);
+  bool OutboxReady() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool EmitAdmissible() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const GatewayClientOptions options_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<tpdiff::worker::v1::WorkerGateway::Stub> stub_;
+
+  mutable absl::Mutex mu_;
+  std::deque<tpdiff::worker::v1::WorkerMessage> outbox_ ABSL_GUARDED_BY(mu_);
+  size_t outbox_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  bool connected_ ABSL_GUARDED_BY(mu_) = false;
+  bool stream_done_ ABSL_GUARDED_BY(mu_) = false;  // the current stream's reader ended
+  bool draining_ ABSL_GUARDED_BY(mu_) = false;
+  bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
+  bool drained_ ABSL_GUARDED_BY(mu_) = false;  // the writer half-closed after a drain
+  int welcomes_ ABSL_GUARDED_BY(mu_) = 0;
+  JobRunner* runner_ ABSL_GUARDED_BY(mu_) = nullptr;
+  grpc::ClientContext* context_ ABSL_GUARDED_BY(mu_) = nullptr;  // of the live stream
+};
+
+}  // namespace tpdiff::worker
+
+#endif  // TPDIFF_WORKER_GATEWAY_CLIENT_H_

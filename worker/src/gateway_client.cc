@@ -1,0 +1,254 @@
+#include "tpdiff/worker/gateway_client.h"
+
+#include <algorithm>
+#include <thread>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+
+namespace tpdiff::worker {
+
+namespace wv1 = ::tpdiff::worker::v1;
+
+namespace {
+
+constexpr absl::Duration kDefaultHeartbeat = absl::Seconds(5);
+// While draining the writer looks for the runner going idle this often: the runner has no
+// idle callback, and a drain is rare enough that a short poll costs nothing.
+constexpr absl::Duration kDrainPoll = absl::Milliseconds(20);
+// After half-closing a drained stream, how long to wait for the front to end it.
+constexpr absl::Duration kCloseGrace = absl::Seconds(5);
+
+absl::Duration FromProto(const google::protobuf::Duration& d) {
+  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
+}
+
+}  // namespace
+
+GatewayClient::GatewayClient(GatewayClientOptions options) : options_(std::move(options)) {
+  grpc::ChannelArguments args;
+  // gRPC's own reconnect backoff (up to 120 s) would otherwise hide a restarted front from
+  // our loop; keep it within ours.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
+              static_cast<int>(absl::ToInt64Milliseconds(options_.backoff.initial)));
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
+              static_cast<int>(absl::ToInt64Milliseconds(options_.backoff.max)));
+  auto creds = options_.credentials ? options_.credentials : grpc::InsecureChannelCredentials();
+  channel_ = grpc::CreateCustomChannel(options_.server_address, creds, args);
+  stub_ = wv1::WorkerGateway::NewStub(channel_);
+}
+
+GatewayClient::~GatewayClient() { Shutdown(); }
+
+void GatewayClient::Emit(wv1::WorkerEvent event) {
+  wv1::WorkerMessage msg;
+  *msg.mutable_event() = std::move(event);
+  const size_t bytes = msg.ByteSizeLong();
+  absl::MutexLock lock(&mu_);
+  mu_.Await(absl::Condition(this, &GatewayClient::EmitAdmissible));
+  if (!connected_ || shutdown_) return;
+  outbox_bytes_ += bytes;
+  outbox_.push_back(std::move(msg));
+}
+
+bool GatewayClient::EmitAdmissible() const {
+  return !connected_ || shutdown_ || stream_done_ || outbox_bytes_ < options_.max_buffered_bytes;
+}
+
+bool GatewayClient::OutboxReady() const { return !outbox_.empty() || stream_done_ || shutdown_; }
+
+bool GatewayClient::connected() const {
+  absl::MutexLock lock(&mu_);
+  return connected_;
+}
+
+int GatewayClient::welcomes() const {
+  absl::MutexLock lock(&mu_);
+  return welcomes_;
+}
+
+void GatewayClient::Drain() {
+  JobRunner* runner = nullptr;
+  {
+    absl::MutexLock lock(&mu_);
+    draining_ = true;
+    runner = runner_;
+  }
+  if (runner != nullptr) runner->Drain();
+}
+
+void GatewayClient::Shutdown() {
+  absl::MutexLock lock(&mu_);
+  shutdown_ = true;
+  if (context_ != nullptr) context_->TryCancel();
+}
+
+absl::Status GatewayClient::Run(JobRunner& runner) {
+  bool draining = false;
+  {
+    absl::MutexLock lock(&mu_);
+    runner_ = &runner;
+    draining = draining_;
+  }
+  if (draining) runner.Drain();
+  Backoff backoff(options_.backoff);
+  while (true) {
+    const int welcomes_before = welcomes();
+    const End end = ServeConnection(runner);
+    if (end == End::kDrained) return absl::OkStatus();
+    if (end == End::kShutdown) return absl::CancelledError("worker shut down");
+    {
+      absl::MutexLock lock(&mu_);
+      if (shutdown_) return absl::CancelledError("worker shut down");
+      // The stream is gone and its jobs with it: nothing is left to finish.
+      if (draining_) return absl::OkStatus();
+    }
+    if (welcomes() > welcomes_before) backoff.Reset();
+    const absl::Duration delay = backoff.Next();
+    absl::MutexLock lock(&mu_);
+    mu_.AwaitWithTimeout(absl::Condition(&shutdown_), delay);
+  }
+}
+
+GatewayClient::End GatewayClient::ServeConnection(JobRunner& runner) {
+  grpc::ClientContext context;
+  {
+    absl::MutexLock lock(&mu_);
+    if (shutdown_) return End::kShutdown;
+    context_ = &context;
+    stream_done_ = false;
+    drained_ = false;
+    outbox_.clear();
+    outbox_bytes_ = 0;
+  }
+  auto stream = stub_->Connect(&context);
+
+  wv1::WorkerMessage hello_msg;
+  wv1::Hello* hello = hello_msg.mutable_hello();
+  hello->set_worker_id(options_.worker_id);
+  hello->set_device(options_.device);
+  hello->set_slots(options_.slots);
+  hello->set_version(options_.version);
+  for (const auto& info : options_.models) {
+    hello->add_models(info.name());
+    *hello->add_model_info() = info;
+  }
+  wv1::DispatchMessage first;
+  const bool welcomed = stream->Write(hello_msg) && stream->Read(&first) && first.has_welcome();
+  if (!welcomed) {
+    context.TryCancel();
+    stream->Finish();
+    absl::MutexLock lock(&mu_);
+    context_ = nullptr;
+    return shutdown_ ? End::kShutdown : End::kBroken;
+  }
+  absl::Duration heartbeat = options_.heartbeat_interval.value_or(
+      FromProto(first.welcome().heartbeat_interval()));
+  if (heartbeat <= absl::ZeroDuration()) heartbeat = kDefaultHeartbeat;
+  {
+    absl::MutexLock lock(&mu_);
+    connected_ = true;
+    ++welcomes_;
+  }
+
+  std::thread writer([&] { WriterLoop(runner, stream.get(), &context, heartbeat); });
+  wv1::DispatchMessage msg;
+  while (stream->Read(&msg)) {
+    switch (msg.kind_case()) {
+      case wv1::DispatchMessage::kAssign:
+        runner.Assign(msg.assign());
+        break;
+      case wv1::DispatchMessage::kCancel:
+        runner.Cancel(msg.cancel().job_id(),
+                      msg.cancel().reason().empty() ? "client" : msg.cancel().reason());
+        break;
+      case wv1::DispatchMessage::kDrain:
+        Drain();
+        break;
+      default:  // a repeated Welcome changes nothing we rely on
+        break;
+    }
+  }
+  bool drained = false;
+  {
+    absl::MutexLock lock(&mu_);
+    stream_done_ = true;
+    connected_ = false;
+    drained = drained_;
+  }
+  // Whatever is still running belongs to a stream the front has given up on.
+  if (!drained) runner.AbandonAll();
+  context.TryCancel();  // unblocks a writer stuck in Write
+  writer.join();
+  stream->Finish();
+  absl::MutexLock lock(&mu_);
+  context_ = nullptr;
+  outbox_.clear();
+  outbox_bytes_ = 0;
+  drained = drained || drained_;
+  if (drained) return End::kDrained;
+  return shutdown_ ? End::kShutdown : End::kBroken;
+}
+
+void GatewayClient::WriterLoop(
+    JobRunner& runner,
+    grpc::ClientReaderWriter<wv1::WorkerMessage, wv1::DispatchMessage>* stream,
+    grpc::ClientContext* context, absl::Duration heartbeat) {
+  absl::Time next_heartbeat = absl::Now();  // the first one reports our free slots at once
+  while (true) {
+    wv1::WorkerMessage msg;
+    bool have = false;
+    bool draining = false;
+    bool heartbeat_due = false;
+    {
+      absl::MutexLock lock(&mu_);
+      absl::Time deadline = next_heartbeat;
+      if (draining_) deadline = std::min(deadline, absl::Now() + kDrainPoll);
+      mu_.AwaitWithDeadline(absl::Condition(this, &GatewayClient::OutboxReady), deadline);
+      if (stream_done_ || shutdown_) return;
+      // A due heartbeat goes before queued events: a burst of result chunks must not starve
+      // the lease.
+      heartbeat_due = absl::Now() >= next_heartbeat;
+      if (!heartbeat_due && !outbox_.empty()) {
+        msg = std::move(outbox_.front());
+        outbox_.pop_front();
+        outbox_bytes_ -= std::min(outbox_bytes_, msg.ByteSizeLong());
+        have = true;
+      }
+      draining = draining_;
+    }
+    if (!have && draining && runner.WaitIdle(absl::ZeroDuration())) {
+      // Idle means every job's last event was emitted already; once those are written the
+      // drain is complete.
+      bool empty = false;
+      {
+        absl::MutexLock lock(&mu_);
+        empty = outbox_.empty();
+        if (empty) drained_ = true;
+      }
+      if (empty) {
+        stream->WritesDone();
+        absl::MutexLock lock(&mu_);
+        // The front ends the stream when it sees the half-close; do not wait forever.
+        if (!mu_.AwaitWithTimeout(absl::Condition(&stream_done_), kCloseGrace)) {
+          context->TryCancel();
+        }
+        return;
+      }
+    }
+    if (!have && heartbeat_due) {
+      const JobRunner::Load load = runner.CurrentLoad();
+      wv1::Heartbeat* hb = msg.mutable_heartbeat();
+      for (const std::string& id : load.running_job_ids) hb->add_running_job_ids(id);
+      hb->set_free_slots(load.free_slots);
+      next_heartbeat = absl::Now() + heartbeat;
+      have = true;
+    }
+    if (have && !stream->Write(msg)) {
+      context->TryCancel();  // the reader notices and reconnects
+      return;
+    }
+  }
+}
+
+}  // namespace tpdiff::worker

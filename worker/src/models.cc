@@ -1,0 +1,98 @@
+#include "tpdiff/worker/models.h"
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <system_error>
+
+#include <torch/cuda.h>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "tpdiff/core/schedule.h"
+
+namespace tpdiff::worker {
+
+namespace fs = std::filesystem;
+
+absl::StatusOr<torch::Device> ParseDevice(absl::string_view name) {
+  const std::string n = absl::AsciiStrToLower(name);
+  if (n == "cpu") return torch::Device(torch::kCPU);
+  const bool cuda = torch::cuda::is_available();
+  if (n == "auto") return cuda ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
+  if (n == "cuda" || n == "cuda:0") {
+    if (!cuda) {
+      return absl::FailedPreconditionError(
+          "device: cuda requested but LibTorch has no CUDA support or sees no GPU");
+    }
+    return torch::Device(torch::kCUDA, 0);
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("device: \"", name, "\" is not one of cpu, cuda, auto"));
+}
+
+std::string DeviceName(const torch::Device& device) {
+  if (device.is_cuda()) return absl::StrCat("cuda:", device.has_index() ? device.index() : 0);
+  return "cpu";
+}
+
+absl::StatusOr<std::vector<std::string>> ListModelPackages(const std::string& models_dir) {
+  std::error_code ec;
+  if (!fs::is_directory(models_dir, ec)) {
+    return absl::NotFoundError(absl::StrCat("models-dir: ", models_dir, " is not a directory"));
+  }
+  std::vector<std::string> names;
+  for (const fs::directory_entry& entry : fs::directory_iterator(models_dir, ec)) {
+    if (entry.is_directory(ec) && fs::exists(entry.path() / "model.json", ec)) {
+      names.push_back(entry.path().filename().string());
+    }
+  }
+  if (ec) return absl::InternalError(absl::StrCat("models-dir: ", ec.message()));
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+absl::StatusOr<ModelSet> LoadModels(const std::string& models_dir,
+                                    const std::vector<std::string>& names, torch::Device device,
+                                    WorkerMetrics* metrics) {
+  ModelSet models;
+  for (const std::string& name : names) {
+    const auto begin = std::chrono::steady_clock::now();
+    absl::StatusOr<std::unique_ptr<core::LoadedModel>> model =
+        core::LoadModelPackage((fs::path(models_dir) / name).string(), device);
+    if (!model.ok()) {
+      return absl::Status(model.status().code(),
+                          absl::StrCat("model ", name, ": ", model.status().message()));
+    }
+    if (metrics != nullptr) {
+      metrics->ObserveModelLoad(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count());
+    }
+    const std::string key = (*model)->manifest().name;
+    if (models.count(key) > 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("model ", name, ": manifest name \"", key, "\" is loaded twice"));
+    }
+    models.emplace(key, *std::move(model));
+  }
+  return models;
+}
+
+tpdiff::v1::ModelInfo ToModelInfo(const core::LoadedModel& model) {
+  const core::ModelManifest& m = model.manifest();
+  tpdiff::v1::ModelInfo info;
+  info.set_name(m.name);
+  info.set_kind(m.kind);
+  info.set_parameterization(std::string(core::ParameterizationName(m.parameterization)));
+  info.set_frames(m.frames);
+  info.set_height(m.height);
+  info.set_width(m.width);
+  info.set_channels(m.channels);
+  info.set_fps(m.fps);
+  for (int steps : m.default_stage_steps) info.add_default_stage_steps(steps);
+  info.set_default_guidance_scale(static_cast<float>(m.default_guidance_scale));
+  for (const std::string& word : model.tokenizer().words()) info.add_vocabulary(word);
+  return info;
+}
+
+}  // namespace tpdiff::worker
