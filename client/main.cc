@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <iostream>
 #include <string>
 #include <thread>
@@ -17,6 +18,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/numbers.h"
 #include "tpdiff/client/commands.h"
+#include "tpdiff/client/credentials.h"
 #include "tpdiff/client/flag_names.h"
 #include "tpdiff/client/health.h"
 #include "tpdiff/client/request.h"
@@ -42,6 +44,9 @@ ABSL_FLAG(std::string, out, "", "generate: file for the video");
 ABSL_FLAG(std::string, previews_dir, "", "generate: folder for stage previews");
 ABSL_FLAG(int64_t, after_seq, 0, "watch: replay events after this seq");
 ABSL_FLAG(std::string, service, "", "health: service name; empty = the whole server");
+ABSL_FLAG(std::string, tls_ca, "", "PEM CA that signs the server's certificate; empty = system roots");
+ABSL_FLAG(bool, insecure, false, "Plaintext gRPC (a local server started with --insecure)");
+ABSL_FLAG(std::string, api_key, "", "API key (sent as a bearer token); default: env TPDIFF_API_KEY");
 
 namespace {
 
@@ -55,7 +60,8 @@ constexpr char kUsage[] =
     "  get JOB | cancel JOB                                the job as JSON\n"
     "  models                                              the models served\n"
     "  health [--service NAME]                             exit 0 when SERVING\n"
-    "common: --server HOST:PORT (default localhost:50051) --deadline DURATION";
+    "common: --server HOST:PORT (default localhost:50051) --deadline DURATION\n"
+    "        --tls-ca FILE | --insecure, --api-key KEY (or env TPDIFF_API_KEY)";
 
 // Exit codes: 0 ok, 1 RPC or job error, 2 usage, 3 job failed, 4 job cancelled.
 int Report(const absl::Status& status, int code_if_failed = 1) {
@@ -115,8 +121,17 @@ int main(int raw_argc, char** raw_argv) {
     interrupt.Trigger();
   }).detach();
 
-  auto channel = grpc::CreateChannel(absl::GetFlag(FLAGS_server),
-                                     grpc::InsecureChannelCredentials());
+  ChannelSecurity security;
+  security.insecure = absl::GetFlag(FLAGS_insecure);
+  security.ca_file = absl::GetFlag(FLAGS_tls_ca);
+  security.api_key = absl::GetFlag(FLAGS_api_key);
+  if (const char* env = std::getenv("TPDIFF_API_KEY"); security.api_key.empty() && env != nullptr) {
+    security.api_key = env;
+  }
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
+      MakeChannelCredentials(security);
+  if (!credentials.ok()) return Report(credentials.status(), 2);
+  auto channel = grpc::CreateChannel(absl::GetFlag(FLAGS_server), *credentials);
   auto stub = tpdiff::v1::VideoGeneration::NewStub(channel);
   CommandIo io{std::cout, std::cerr, isatty(STDERR_FILENO) != 0};
   FollowOptions follow;

@@ -31,6 +31,13 @@ build_packages=(
   libpng-dev
   # Deployment tests (tests/deploy): promtool + a real Prometheus server, curl for the live test.
   prometheus curl
+  # server/ hashes API keys with OpenSSL's SHA-256 (libcrypto); tests make TLS certificates
+  # with the openssl command line at test time.
+  libssl-dev openssl
+  # Fuzzing (scripts/fuzz.sh): clang with libFuzzer and the sanitizer runtimes. The version-less
+  # names exist on Debian 12 and Ubuntu 24.04; gcc's own ASan/UBSan/TSan runtimes
+  # (scripts/sanitize.sh) come with build-essential.
+  clang libclang-rt-dev
 )
 # kubectl (for `kubectl kustomize`) and node/npm (manifest schema validation) may already come
 # from other packages (a cloud SDK's kubectl, NodeSource's nodejs) whose files the Debian

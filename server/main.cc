@@ -1,6 +1,7 @@
 // tpdiff-server: the front server. Parses flags and wires objects; behaviour lives in
 // tpdiff::server.
 #include <signal.h>
+#include <stdlib.h>
 
 #include <algorithm>
 #include <iostream>
@@ -19,9 +20,13 @@
 #include "tpdiff/server/clock.h"
 #include "tpdiff/server/front_server.h"
 #include "tpdiff/server/local_workers.h"
+#include "tpdiff/server/security.h"
+#include "tpdiff/server/tenants.h"
 
 ABSL_FLAG(std::string, listen, "0.0.0.0:50051", "gRPC address (host:port; port 0 = any free)");
 ABSL_FLAG(std::string, metrics_listen, "0.0.0.0:9090", "/metrics address; empty = off");
+ABSL_FLAG(std::string, health_listen, "",
+          "plaintext host:port serving only grpc.health.v1 (probes that cannot do TLS); empty = off");
 ABSL_FLAG(std::string, models_dir, "models", "folder of model packages (models/<name>/model.json)");
 ABSL_FLAG(std::string, default_model, "", "model for requests without one; empty = first by name");
 ABSL_FLAG(int, local_workers, 0, "tpdiff-worker child processes to run on loopback");
@@ -36,6 +41,15 @@ ABSL_FLAG(absl::Duration, job_ttl, absl::Hours(1), "how long finished jobs and v
 ABSL_FLAG(int64_t, job_store_bytes, int64_t{1} << 30, "byte budget of stored events and videos");
 ABSL_FLAG(absl::Duration, grace_period, absl::Seconds(30), "on SIGTERM, how long running jobs may finish");
 ABSL_FLAG(int, max_receive_message_bytes, 16 << 20, "largest gRPC message accepted");
+ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain of this server (TLS for API and workers)");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls-cert");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CA of worker client certificates; set = WorkerGateway requires a client cert it signed");
+ABSL_FLAG(std::string, worker_secret_file, "",
+          "file holding the shared worker secret (metadata tpdiff-worker-secret on WorkerGateway)");
+ABSL_FLAG(bool, insecure, false, "serve plaintext gRPC (local mode and tests only)");
+ABSL_FLAG(std::string, auth, "api-key", "api-key (bearer keys from --tenants-file) or none");
+ABSL_FLAG(std::string, tenants_file, "", "JSON tenants file: API key hashes and limits (docs/security.md)");
 
 namespace {
 
@@ -55,6 +69,52 @@ std::vector<char*> NormalizeFlagNames(int argc, char** argv, std::vector<std::st
   }
   out.push_back(nullptr);
   return out;
+}
+
+// Security options from the flags (docs/security.md): TLS unless --insecure, worker
+// authentication whenever TLS is on, API keys unless --auth=none.
+absl::Status ConfigureSecurity(tpdiff::server::FrontServerOptions& options) {
+  using tpdiff::server::ReadServerTls;
+  const std::string cert = absl::GetFlag(FLAGS_tls_cert), key = absl::GetFlag(FLAGS_tls_key);
+  const std::string client_ca = absl::GetFlag(FLAGS_tls_client_ca);
+  const bool insecure = absl::GetFlag(FLAGS_insecure);
+  if (insecure && !(cert.empty() && key.empty() && client_ca.empty())) {
+    return absl::InvalidArgumentError("--insecure conflicts with --tls-cert/--tls-key/--tls-client-ca");
+  }
+  if (!insecure) {
+    if (cert.empty() || key.empty()) {
+      return absl::InvalidArgumentError(
+          "--tls-cert and --tls-key are required (or --insecure for plaintext on a trusted network)");
+    }
+    absl::StatusOr<tpdiff::server::ServerTls> tls = ReadServerTls(cert, key, client_ca);
+    if (!tls.ok()) return tls.status();
+    options.tls = *std::move(tls);
+    options.worker_auth.require_client_cert = !client_ca.empty();
+  }
+  if (!absl::GetFlag(FLAGS_worker_secret_file).empty()) {
+    absl::StatusOr<std::string> secret =
+        tpdiff::server::ReadSecretFile(absl::GetFlag(FLAGS_worker_secret_file));
+    if (!secret.ok()) return secret.status();
+    options.worker_auth.secret = *std::move(secret);
+  }
+  if (options.tls.has_value() && !options.worker_auth.require_client_cert &&
+      options.worker_auth.secret.empty()) {
+    return absl::InvalidArgumentError(
+        "with TLS, workers must authenticate: give --tls-client-ca and/or --worker-secret-file");
+  }
+  const std::string auth = absl::GetFlag(FLAGS_auth);
+  if (auth == "api-key") {
+    if (absl::GetFlag(FLAGS_tenants_file).empty()) {
+      return absl::InvalidArgumentError("--auth=api-key needs --tenants-file (or --auth=none)");
+    }
+    absl::StatusOr<std::vector<tpdiff::server::TenantConfig>> tenants =
+        tpdiff::server::ReadTenantsFile(absl::GetFlag(FLAGS_tenants_file));
+    if (!tenants.ok()) return tenants.status();
+    options.tenants = *std::move(tenants);
+  } else if (auth != "none") {
+    return absl::InvalidArgumentError(absl::StrCat("--auth: \"", auth, "\" is not api-key or none"));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -83,6 +143,7 @@ int main(int raw_argc, char** raw_argv) {
   tpdiff::server::FrontServerOptions options;
   options.listen = absl::GetFlag(FLAGS_listen);
   options.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  options.health_listen = absl::GetFlag(FLAGS_health_listen);
   options.models_dir = absl::GetFlag(FLAGS_models_dir);
   options.default_model = absl::GetFlag(FLAGS_default_model);
   options.dispatcher.queue_capacity = static_cast<size_t>(absl::GetFlag(FLAGS_queue_capacity));
@@ -93,6 +154,21 @@ int main(int raw_argc, char** raw_argv) {
   options.job_ttl = absl::GetFlag(FLAGS_job_ttl);
   options.job_store_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_job_store_bytes));
   options.max_receive_message_bytes = absl::GetFlag(FLAGS_max_receive_message_bytes);
+  if (absl::Status secured = ConfigureSecurity(options); !secured.ok()) {
+    std::cerr << "tpdiff-server: " << secured.message() << "\n";
+    return 2;
+  }
+  const int local_workers = absl::GetFlag(FLAGS_local_workers);
+  if (local_workers > 0 && options.worker_auth.require_client_cert) {
+    std::cerr << "tpdiff-server: --local-workers cannot use --tls-client-ca; use --worker-secret-file\n";
+    return 2;
+  }
+  if (local_workers > 0 && options.worker_auth.secret.empty()) {
+    // Local workers get a fresh secret through their environment (readable only by this
+    // user), so no other local process can register as a worker.
+    options.worker_auth.secret = tpdiff::server::RandomSecret();
+    setenv(tpdiff::server::kWorkerSecretEnv, options.worker_auth.secret.c_str(), 1);
+  }
 
   tpdiff::server::RealClock clock;
   tpdiff::server::FrontServer server(options, clock);
@@ -102,18 +178,24 @@ int main(int raw_argc, char** raw_argv) {
   }
   std::cerr << "tpdiff-server: serving on port " << server.port();
   if (server.metrics_port() != 0) std::cerr << ", /metrics on port " << server.metrics_port();
+  if (server.health_port() != 0) std::cerr << ", health on port " << server.health_port();
   std::cerr << "\n";
 
   std::unique_ptr<tpdiff::server::LocalWorkers> workers;
-  if (absl::GetFlag(FLAGS_local_workers) > 0) {
+  if (local_workers > 0) {
     tpdiff::server::LocalWorkers::Options worker_options;
     worker_options.binary = absl::GetFlag(FLAGS_worker_binary).empty()
                                 ? tpdiff::server::DefaultWorkerBinary()
                                 : absl::GetFlag(FLAGS_worker_binary);
-    worker_options.count = absl::GetFlag(FLAGS_local_workers);
-    // tpdiff-worker's flag names (absl, underscores).
-    worker_options.args = {absl::StrCat("--server=127.0.0.1:", server.port()),
-                           absl::StrCat("--models_dir=", options.models_dir)};
+    worker_options.count = local_workers;
+    // tpdiff-worker's flag names (absl, underscores). With TLS the local workers trust the
+    // server's own certificate (self-signed, or a chain ending at its CA) and check its name
+    // "localhost"; the secret comes from the environment or the same file.
+    const bool insecure = absl::GetFlag(FLAGS_insecure);
+    worker_options.args = {
+        absl::StrCat("--server=", insecure ? "127.0.0.1:" : "localhost:", server.port()),
+        absl::StrCat("--models_dir=", options.models_dir),
+        insecure ? "--insecure" : absl::StrCat("--tls_ca=", absl::GetFlag(FLAGS_tls_cert))};
     if (absl::GetFlag(FLAGS_worker_threads) > 0) {
       worker_options.args.push_back(absl::StrCat("--threads=", absl::GetFlag(FLAGS_worker_threads)));
     }

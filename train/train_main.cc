@@ -1,8 +1,10 @@
 // tpdiff-train: trains the built-in text-to-video network on procedural captioned clips and
 // writes a model package. Flag parsing and wiring only; the logic is tpdiff::train.
 
+#include <algorithm>
 #include <iostream>
 #include <string>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -55,7 +57,17 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "Trains the TPDiff built-in video model. Example:\n"
       "  tpdiff-train --minutes 90 --out models/tpdiff-shapes");
-  absl::ParseCommandLine(argc, argv);
+  // Accept --checkpoint-every as well as Abseil's --checkpoint_every spelling.
+  std::vector<std::string> args(argv, argv + argc);
+  std::vector<char*> arg_ptrs;
+  for (std::string& a : args) {
+    if (a.rfind("--", 0) == 0) {
+      const size_t end = std::min(a.find('='), a.size());
+      std::replace(a.begin() + 2, a.begin() + end, '-', '_');
+    }
+    arg_ptrs.push_back(a.data());
+  }
+  absl::ParseCommandLine(argc, arg_ptrs.data());
   using tpdiff::train::TrainMode;
   tpdiff::train::TrainOptions o;
   const std::string mode = absl::GetFlag(FLAGS_mode);

@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -17,15 +18,17 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
-#include "prometheus/exposer.h"
+#include "tpdiff/client/credentials.h"
 #include "tpdiff/client/flag_names.h"
 #include "prometheus/registry.h"
 #include "tpdiff/worker/gateway_client.h"
 #include "tpdiff/worker/job_runner.h"
 #include "tpdiff/worker/metrics.h"
+#include "tpdiff/worker/metrics_server.h"
 #include "tpdiff/worker/models.h"
 
 ABSL_FLAG(std::string, server, "localhost:50051", "Address of the front (its WorkerGateway)");
@@ -38,6 +41,12 @@ ABSL_FLAG(std::string, worker_id, "", "Worker id; empty = hostname-pid");
 ABSL_FLAG(std::string, metrics_listen, "", "host:port for /metrics; empty = off");
 ABSL_FLAG(absl::Duration, heartbeat, absl::ZeroDuration(),
           "Heartbeat interval; 0 = the one the front sends in Welcome");
+ABSL_FLAG(std::string, tls_ca, "", "PEM CA that signs the front's certificate; empty = system roots");
+ABSL_FLAG(std::string, tls_cert, "", "PEM client certificate for a front with --tls-client-ca");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls-cert");
+ABSL_FLAG(std::string, worker_secret_file, "",
+          "File with the front's worker secret; default: env TPDIFF_WORKER_SECRET");
+ABSL_FLAG(bool, insecure, false, "Plaintext gRPC to the front (local mode and tests only)");
 
 namespace {
 
@@ -50,6 +59,28 @@ std::string DefaultWorkerId() {
   char host[256] = {0};
   if (gethostname(host, sizeof(host) - 1) != 0) host[0] = '\0';
   return absl::StrCat(host[0] != '\0' ? host : "worker", "-", getpid());
+}
+
+// Transport credentials and the worker secret from the flags (docs/security.md).
+absl::Status ConfigureSecurity(tpdiff::worker::GatewayClientOptions& options) {
+  tpdiff::client::ChannelSecurity security;
+  security.insecure = absl::GetFlag(FLAGS_insecure);
+  security.ca_file = absl::GetFlag(FLAGS_tls_ca);
+  security.cert_file = absl::GetFlag(FLAGS_tls_cert);
+  security.key_file = absl::GetFlag(FLAGS_tls_key);
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
+      tpdiff::client::MakeChannelCredentials(security);
+  if (!credentials.ok()) return credentials.status();
+  options.credentials = *std::move(credentials);
+  if (!absl::GetFlag(FLAGS_worker_secret_file).empty()) {
+    absl::StatusOr<std::string> secret = tpdiff::client::ReadFileContents(
+        absl::GetFlag(FLAGS_worker_secret_file), "--worker-secret-file");
+    if (!secret.ok()) return secret.status();
+    options.secret = std::string(absl::StripTrailingAsciiWhitespace(*secret));
+  } else if (const char* env = std::getenv("TPDIFF_WORKER_SECRET"); env != nullptr) {
+    options.secret = env;
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -80,14 +111,15 @@ int main(int raw_argc, char** raw_argv) {
 
   auto registry = std::make_shared<prometheus::Registry>();
   WorkerMetrics metrics(*registry);
-  std::unique_ptr<prometheus::Exposer> exposer;
+  // Not prometheus::Exposer: its civetweb threads cannot start in a LibTorch process (see
+  // metrics_server.h).
+  std::unique_ptr<MetricsServer> metrics_server;
   if (!absl::GetFlag(FLAGS_metrics_listen).empty()) {
-    try {
-      exposer = std::make_unique<prometheus::Exposer>(absl::GetFlag(FLAGS_metrics_listen));
-    } catch (const std::exception& e) {
-      return Fail("--metrics-listen", absl::UnavailableError(e.what()));
-    }
-    exposer->RegisterCollectable(registry);
+    absl::StatusOr<std::unique_ptr<MetricsServer>> started =
+        MetricsServer::Start(absl::GetFlag(FLAGS_metrics_listen), registry);
+    if (!started.ok()) return Fail("--metrics-listen", started.status());
+    metrics_server = *std::move(started);
+    std::cerr << "tpdiff-worker: /metrics on port " << metrics_server->port() << "\n";
   }
 
   const std::string models_dir = absl::GetFlag(FLAGS_models_dir);
@@ -119,6 +151,9 @@ int main(int raw_argc, char** raw_argv) {
   for (const auto& [name, model] : slot_models.front()) options.models.push_back(ToModelInfo(*model));
   if (absl::GetFlag(FLAGS_heartbeat) > absl::ZeroDuration()) {
     options.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat);
+  }
+  if (absl::Status secured = ConfigureSecurity(options); !secured.ok()) {
+    return Fail("security flags", secured);
   }
   GatewayClient gateway(options);
   JobRunnerOptions runner_options;

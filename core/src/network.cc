@@ -359,6 +359,8 @@ TpdiffNetImpl::TpdiffNetImpl(const NetworkConfig& config) : config_(config) {
   ZeroLinear(final_modulation_);
   final_proj_ = register_module("final_proj", MakeLinear(d, patch_dim));
   ZeroLinear(final_proj_);
+  input_skip_ = register_module("input_skip", MakeLinear(d, config.channels));
+  ZeroLinear(input_skip_);
 }
 
 std::pair<torch::Tensor, torch::Tensor> TpdiffNetImpl::EncodeText(const torch::Tensor& tokens) {
@@ -423,7 +425,11 @@ torch::Tensor TpdiffNetImpl::forward(const torch::Tensor& x, const torch::Tensor
   const auto fm = final_modulation_(cond).view({b, 1, 1, 2 * d}).chunk(2, -1);
   h = final_proj_(Modulate(final_norm_(h), fm[0], fm[1]));
   // Unpatchify: [B, T, N, C*p*p] -> [B, C, T, H, W].
-  return h.reshape({b, T, hp, wp, c, p, p}).permute({0, 4, 1, 2, 5, 3, 6}).reshape({b, c, T, H, W});
+  const torch::Tensor skip = input_skip_(cond).view({b, c, 1, 1, 1});
+  return h.reshape({b, T, hp, wp, c, p, p})
+             .permute({0, 4, 1, 2, 5, 3, 6})
+             .reshape({b, c, T, H, W}) +
+         skip * x;
 }
 
 int64_t TpdiffNetImpl::ParameterCount() const {

@@ -81,8 +81,10 @@ absl::StatusOr<std::string> SerializeSafetensors(
           absl::StrCat("safetensors: tensor \"", name, "\" has unsupported dtype ",
                        std::string(c10::toString(tensor.scalar_type()))));
     }
+    // Named, because C++17 lambdas cannot capture structured bindings (clang rejects it).
+    const torch::Tensor& source = tensor;
     auto c = TorchCall("safetensors: copy to CPU",
-                       [&] { return tensor.detach().to(torch::kCPU).contiguous(); });
+                       [&] { return source.detach().to(torch::kCPU).contiguous(); });
     if (!c.ok()) return c.status();
     const uint64_t nbytes = static_cast<uint64_t>(c->numel()) * dtype->bytes;
     header[name] = {{"dtype", dtype->name},

@@ -72,7 +72,7 @@ absl::Time Dispatcher::QueueDeadline(const ActiveJob& job, absl::Time from) cons
 }
 
 absl::StatusOr<Submission> Dispatcher::Submit(const GenerateRequest& request,
-                                              absl::Time call_deadline) {
+                                              absl::Time call_deadline, const JobOwner& owner) {
   {
     absl::MutexLock lock(&mu_);
     if (!admitting_) {
@@ -89,9 +89,21 @@ absl::StatusOr<Submission> Dispatcher::Submit(const GenerateRequest& request,
     return absl::UnavailableError("server is shutting down and admits no new jobs; retry");
   }
   if (!filled->request_id().empty()) {
-    if (std::optional<std::string> id = store_.FindByRequestId(filled->request_id())) {
+    if (std::optional<std::string> id = store_.FindByRequestId(owner.tenant, filled->request_id())) {
       absl::StatusOr<Job> existing = store_.Get(*id);
       if (existing.ok()) return Submission{*std::move(existing), /*existing=*/true};
+    }
+  }
+  if (owner.max_queued_jobs > 0) {
+    size_t queued = 0;
+    for (const auto& [id, active] : active_) {
+      queued += active.worker == 0 && active.tenant == owner.tenant ? 1 : 0;
+    }
+    if (queued >= owner.max_queued_jobs) {
+      return absl::ResourceExhaustedError(absl::StrFormat(
+          "queued jobs limit: tenant \"%s\" already has max_queued_jobs %d jobs waiting for a "
+          "worker; retry when one starts",
+          owner.tenant, owner.max_queued_jobs));
     }
   }
 
@@ -103,6 +115,7 @@ absl::StatusOr<Submission> Dispatcher::Submit(const GenerateRequest& request,
 
   ActiveJob job;
   job.request = *filled;
+  job.tenant = owner.tenant;
   job.created_at = now;
   job.queued_at = now;
   job.call_deadline = call_deadline;
@@ -118,7 +131,7 @@ absl::StatusOr<Submission> Dispatcher::Submit(const GenerateRequest& request,
   *record.mutable_request() = *filled;
   *record.mutable_created_at() = TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(now));
   record.set_attempt(1);
-  if (absl::Status created = store_.Create(record); !created.ok()) {
+  if (absl::Status created = store_.Create(record, owner.tenant); !created.ok()) {
     queue_->Remove(job_id);
     return created;
   }

@@ -2,10 +2,24 @@
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/impl/server_builder_option.h>
 
 #include "absl/strings/str_cat.h"
 
 namespace tpdiff::server {
+namespace {
+
+// Removes the builder plugins registered process-wide (the reflection plugin), so the
+// health-only listener serves grpc.health.v1 and nothing else.
+class NoPluginsOption : public grpc::ServerBuilderOption {
+ public:
+  void UpdateArguments(grpc::ChannelArguments*) override {}
+  void UpdatePlugins(std::vector<std::unique_ptr<grpc::ServerBuilderPlugin>>* plugins) override {
+    plugins->clear();
+  }
+};
+
+}  // namespace
 
 FrontServer::FrontServer(FrontServerOptions options, const Clock& clock)
     : options_(std::move(options)), clock_(clock) {}
@@ -24,13 +38,20 @@ absl::Status FrontServer::Start() {
   }
   store_ = std::make_unique<InMemoryJobStore>(clock_, options_.job_ttl, options_.job_store_bytes);
   dispatcher_ = std::make_unique<Dispatcher>(options_.dispatcher, clock_, *models_, *store_, *metrics_);
-  api_service_ = std::make_unique<VideoGenerationService>(*dispatcher_, *store_, *metrics_);
-  gateway_service_ = std::make_unique<WorkerGatewayService>(*dispatcher_);
+  if (options_.tenants.has_value()) tenants_ = std::make_unique<Tenants>(*options_.tenants, clock_);
+  worker_auth_ = std::make_unique<WorkerAuthenticator>(options_.worker_auth);
+  api_service_ =
+      std::make_unique<VideoGenerationService>(*dispatcher_, *store_, *metrics_, tenants_.get());
+  gateway_service_ = std::make_unique<WorkerGatewayService>(*dispatcher_, worker_auth_.get());
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options_.listen, grpc::InsecureServerCredentials(), &port_);
+  if (options_.worker_auth.require_client_cert &&
+      (!options_.tls.has_value() || options_.tls->client_ca_pem.empty())) {
+    return absl::InvalidArgumentError("worker client certificates need TLS with a client CA");
+  }
+  builder.AddListeningPort(options_.listen, MakeServerCredentials(options_.tls), &port_);
   builder.RegisterService(api_service_.get());
   builder.RegisterService(gateway_service_.get());
   builder.SetMaxReceiveMessageSize(options_.max_receive_message_bytes);
@@ -46,15 +67,32 @@ absl::Status FrontServer::Start() {
   if (server_ == nullptr || port_ == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options_.listen));
   }
-  grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
-  health->SetServingStatus("", true);
-  health->SetServingStatus(kReadinessService, false);
+  if (!options_.health_listen.empty()) {
+    // A server of its own with no registered service: gRPC adds its default health
+    // service (enabled above), which keeps its own statuses, mirrored by SetHealth.
+    health_unimplemented_ = std::make_unique<grpc::CallbackGenericService>();
+    grpc::ServerBuilder health_builder;
+    health_builder.AddListeningPort(options_.health_listen, grpc::InsecureServerCredentials(),
+                                    &health_port_);
+    health_builder.SetOption(std::make_unique<NoPluginsOption>());
+    // Without any service of its own gRPC refuses to build a server (no polled completion
+    // queue); the stock generic callback service answers every other method UNIMPLEMENTED.
+    health_builder.RegisterCallbackGenericService(health_unimplemented_.get());
+    health_server_ = health_builder.BuildAndStart();
+    if (health_server_ == nullptr || health_port_ == 0) {
+      server_->Shutdown();
+      return absl::UnavailableError(absl::StrCat("cannot serve health on ", options_.health_listen));
+    }
+  }
+  SetHealth("", true);
+  SetHealth(kReadinessService, false);
 
   if (!options_.metrics_listen.empty()) {
     try {
       exposer_ = std::make_unique<prometheus::Exposer>(options_.metrics_listen);
     } catch (const std::exception& e) {
       server_->Shutdown();
+      if (health_server_) health_server_->Shutdown();
       return absl::UnavailableError(
           absl::StrCat("cannot serve /metrics on ", options_.metrics_listen, ": ", e.what()));
     }
@@ -77,7 +115,12 @@ void FrontServer::TickLoop() {
 
 void FrontServer::UpdateHealth() {
   // After HealthCheckServiceInterface::Shutdown every service stays NOT_SERVING.
-  server_->GetHealthCheckService()->SetServingStatus(kReadinessService, dispatcher_->Ready());
+  SetHealth(kReadinessService, dispatcher_->Ready());
+}
+
+void FrontServer::SetHealth(const std::string& service, bool serving) {
+  server_->GetHealthCheckService()->SetServingStatus(service, serving);
+  if (health_server_) health_server_->GetHealthCheckService()->SetServingStatus(service, serving);
 }
 
 void FrontServer::Drain() {
@@ -94,11 +137,14 @@ void FrontServer::Shutdown(absl::Duration grace) {
   dispatcher_->DrainWorkers();
   if (!dispatcher_->WaitUntilNoRunningJobs(grace)) dispatcher_->CancelAll("shutdown");
   server_->GetHealthCheckService()->Shutdown();
+  if (health_server_) health_server_->GetHealthCheckService()->Shutdown();
   stop_ticker_.Notify();
   ticker_.join();
   // Watchers have their final event by now; give the streams a moment to flush it, then
   // cancel whatever is left (drained workers close their own streams).
   server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  // Last, so probes see NOT_SERVING (not a refused connection) until the end.
+  if (health_server_) health_server_->Shutdown(std::chrono::system_clock::now());
   exposer_.reset();
 }
 

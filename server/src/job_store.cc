@@ -76,25 +76,41 @@ void InMemoryJobStore::Notify(const Notifications& watchers) {
   for (const auto& watcher : watchers) watcher->OnJobUpdated();
 }
 
-absl::Status InMemoryJobStore::Create(Job job) {
+absl::Status InMemoryJobStore::Create(Job job, const std::string& tenant) {
   absl::MutexLock lock(&mu_);
   if (jobs_.count(job.job_id()) > 0) {
     return absl::AlreadyExistsError(absl::StrCat("job ", job.job_id(), " exists"));
   }
   job.set_state(tpdiff::v1::JOB_STATE_QUEUED);
-  if (!job.request_id().empty()) by_request_id_[job.request_id()] = job.job_id();
+  if (!job.request_id().empty()) by_request_id_[{tenant, job.request_id()}] = job.job_id();
   Record& record = jobs_[job.job_id()];
-  record.bytes = job.ByteSizeLong();
+  record.bytes = job.ByteSizeLong() + tenant.size();
   bytes_ += record.bytes;
   record.job = std::move(job);
+  record.tenant = tenant;
   return absl::OkStatus();
 }
 
-std::optional<std::string> InMemoryJobStore::FindByRequestId(const std::string& request_id) const {
+std::optional<std::string> InMemoryJobStore::FindByRequestId(const std::string& tenant,
+                                                             const std::string& request_id) const {
   absl::MutexLock lock(&mu_);
-  auto it = by_request_id_.find(request_id);
+  auto it = by_request_id_.find({tenant, request_id});
   if (it == by_request_id_.end()) return std::nullopt;
   return it->second;
+}
+
+absl::StatusOr<std::string> InMemoryJobStore::Owner(const std::string& job_id) const {
+  absl::MutexLock lock(&mu_);
+  auto it = jobs_.find(job_id);
+  if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
+  return it->second.tenant;
+}
+
+absl::Status CheckAccess(const JobStore& store, const std::string& job_id,
+                         const std::string& tenant) {
+  absl::StatusOr<std::string> owner = store.Owner(job_id);
+  if (owner.ok() && *owner == tenant) return absl::OkStatus();
+  return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
 }
 
 absl::StatusOr<int64_t> InMemoryJobStore::Append(const std::string& job_id, JobEvent event) {
@@ -187,7 +203,7 @@ void InMemoryJobStore::EraseLocked(std::map<std::string, Record>::iterator it,
   Record& record = it->second;
   bytes_ -= record.bytes;
   out->insert(out->end(), record.watchers.begin(), record.watchers.end());
-  auto by_id = by_request_id_.find(record.job.request_id());
+  auto by_id = by_request_id_.find({record.tenant, record.job.request_id()});
   if (by_id != by_request_id_.end() && by_id->second == it->first) by_request_id_.erase(by_id);
   jobs_.erase(it);
 }

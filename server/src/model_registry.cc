@@ -25,19 +25,35 @@ absl::StatusOr<std::string> ReadFile(const fs::path& path) {
   return text.str();
 }
 
-// Reads a positive integer field; `where` prefixes errors ("models/x/model.json: frames: ...").
+// Reads a positive integer field (at most `max`); `where` prefixes errors
+// ("models/x/model.json: frames: ..."). A missing field is `fallback`, or an error when 0.
 absl::StatusOr<uint32_t> PositiveField(const nlohmann::json& json, const char* field,
-                                       const std::string& where) {
+                                       const std::string& where, uint32_t fallback = 0,
+                                       int64_t max = 1 << 20) {
   if (!json.contains(field)) {
+    if (fallback > 0) return fallback;
     return absl::InvalidArgumentError(absl::StrCat(where, ": ", field, ": missing"));
   }
   const nlohmann::json& value = json.at(field);
-  if (!value.is_number_integer() || value.get<int64_t>() <= 0 ||
-      value.get<int64_t>() > 1 << 20) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(where, ": ", field, ": must be a positive integer, got ", value.dump()));
+  // An unsigned value above INT64_MAX would wrap to a negative int64_t: check the kind first.
+  if (!value.is_number_integer() ||
+      (value.is_number_unsigned() && value.get<uint64_t>() > static_cast<uint64_t>(max)) ||
+      value.get<int64_t>() <= 0 || value.get<int64_t>() > max) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        where, ": ", field, ": must be a positive integer (at most ", max, "), got ", value.dump()));
   }
-  return value.get<uint32_t>();
+  return static_cast<uint32_t>(value.get<int64_t>());
+}
+
+// Package-relative file names only, as the worker's reader (core::ParseManifest) demands:
+// a manifest must not make the front read files outside its package folder.
+bool InsidePackage(const std::string& name) {
+  const fs::path path(name);
+  if (name.empty() || path.is_absolute()) return false;
+  for (const fs::path& part : path) {
+    if (part == "..") return false;
+  }
+  return true;
 }
 
 }  // namespace
@@ -63,13 +79,14 @@ absl::StatusOr<ModelInfo> ReadModelPackageInfo(const std::string& package_dir) {
   struct IntField {
     const char* name;
     void (ModelInfo::*set)(uint32_t);
+    uint32_t fallback;  // core::ModelManifest's default for an optional field; 0 = required
   };
-  for (const IntField& f : {IntField{"frames", &ModelInfo::set_frames},
-                            IntField{"height", &ModelInfo::set_height},
-                            IntField{"width", &ModelInfo::set_width},
-                            IntField{"channels", &ModelInfo::set_channels},
-                            IntField{"fps", &ModelInfo::set_fps}}) {
-    absl::StatusOr<uint32_t> value = PositiveField(json, f.name, where);
+  for (const IntField& f : {IntField{"frames", &ModelInfo::set_frames, 0},
+                            IntField{"height", &ModelInfo::set_height, 0},
+                            IntField{"width", &ModelInfo::set_width, 0},
+                            IntField{"channels", &ModelInfo::set_channels, 3},
+                            IntField{"fps", &ModelInfo::set_fps, 8}}) {
+    absl::StatusOr<uint32_t> value = PositiveField(json, f.name, where, f.fallback);
     if (!value.ok()) return value.status();
     (info.*f.set)(*value);
   }
@@ -79,11 +96,14 @@ absl::StatusOr<ModelInfo> ReadModelPackageInfo(const std::string& package_dir) {
         absl::StrCat(where, ": default_stage_steps: missing or empty"));
   }
   for (const nlohmann::json& steps : json.at("default_stage_steps")) {
-    if (!steps.is_number_integer() || steps.get<int64_t>() <= 0) {
+    // 1000: core::StagePlan::kMaxStepsPerStage; larger values would also wrap in uint32.
+    if (!steps.is_number_integer() ||
+        (steps.is_number_unsigned() && steps.get<uint64_t>() > 1000) ||
+        steps.get<int64_t>() <= 0 || steps.get<int64_t>() > 1000) {
       return absl::InvalidArgumentError(
-          absl::StrCat(where, ": default_stage_steps: entries must be positive integers"));
+          absl::StrCat(where, ": default_stage_steps: entries must be integers in 1..1000"));
     }
-    info.add_default_stage_steps(steps.get<uint32_t>());
+    info.add_default_stage_steps(static_cast<uint32_t>(steps.get<int64_t>()));
   }
   if (json.contains("stages") && json.at("stages").is_number_integer() &&
       json.at("stages").get<int64_t>() != info.default_stage_steps_size()) {
@@ -91,8 +111,23 @@ absl::StatusOr<ModelInfo> ReadModelPackageInfo(const std::string& package_dir) {
         where, ": default_stage_steps: has ", info.default_stage_steps_size(),
         " entries but stages is ", json.at("stages").get<int64_t>()));
   }
-  info.set_default_guidance_scale(json.value("default_guidance_scale", 1.0f));
+  // json.value() would throw on a non-number, and a huge double does not fit a float.
+  if (json.contains("default_guidance_scale")) {
+    const nlohmann::json& scale = json.at("default_guidance_scale");
+    if (!scale.is_number() || !(scale.get<double>() >= 0 && scale.get<double>() <= 50)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, ": default_guidance_scale: must be a number in 0..50, got ", scale.dump()));
+    }
+    info.set_default_guidance_scale(static_cast<float>(scale.get<double>()));
+  } else {
+    info.set_default_guidance_scale(1.0f);
+  }
   if (json.contains("vocabulary_file") && json.at("vocabulary_file").is_string()) {
+    if (!InsidePackage(json.at("vocabulary_file").get<std::string>())) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, ": vocabulary_file: ", json.at("vocabulary_file").dump(),
+          " must be a relative path inside the package folder"));
+    }
     absl::StatusOr<std::string> vocabulary =
         ReadFile(fs::path(package_dir) / json.at("vocabulary_file").get<std::string>());
     if (!vocabulary.ok()) return vocabulary.status();

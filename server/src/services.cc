@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -64,14 +65,17 @@ class RejectedStream final : public grpc::ServerWriteReactor<JobEvent> {
 // the job ends. When `cancel_on_disconnect` (Generate), a client that goes away cancels the job.
 class EventStream final : public grpc::ServerWriteReactor<JobEvent> {
  public:
+  // `on_done` runs once when gRPC is done with the stream (it frees the tenant's stream slot).
   EventStream(Dispatcher& dispatcher, JobStore& store, ServerMetrics& metrics, const char* method,
-              std::string job_id, int64_t after_seq, bool cancel_on_disconnect)
+              std::string job_id, int64_t after_seq, bool cancel_on_disconnect,
+              std::function<void()> on_done)
       : dispatcher_(dispatcher),
         store_(store),
         metrics_(metrics),
         method_(method),
         job_id_(std::move(job_id)),
         cancel_on_disconnect_(cancel_on_disconnect),
+        on_done_(std::move(on_done)),
         link_(std::make_shared<Link>(this)),
         after_seq_(after_seq) {
     metrics_.active_streams().Increment();
@@ -111,6 +115,7 @@ class EventStream final : public grpc::ServerWriteReactor<JobEvent> {
     }
     store_.Unwatch(job_id_, link_.get());
     metrics_.active_streams().Decrement();
+    if (on_done_) on_done_();
     delete this;
   }
 
@@ -173,6 +178,7 @@ class EventStream final : public grpc::ServerWriteReactor<JobEvent> {
   const char* const method_;
   const std::string job_id_;
   const bool cancel_on_disconnect_;
+  const std::function<void()> on_done_;
   const std::shared_ptr<Link> link_;
 
   absl::Mutex mu_;
@@ -287,31 +293,87 @@ class WorkerStream final
   std::string reason_ ABSL_GUARDED_BY(mu_) = "stream ended";
 };
 
+// A WorkerGateway caller that failed authentication: finished before reading anything.
+class RejectedWorkerStream final : public grpc::ServerBidiReactor<WorkerMessage, DispatchMessage> {
+ public:
+  explicit RejectedWorkerStream(const absl::Status& status) { Finish(ToGrpcStatus(status)); }
+  void OnDone() override { delete this; }
+};
+
+absl::string_view Metadata(const grpc::CallbackServerContext& context, const char* key) {
+  const auto& metadata = context.client_metadata();
+  auto it = metadata.find(key);
+  if (it == metadata.end()) return {};
+  return absl::string_view(it->second.data(), it->second.size());
+}
+
 }  // namespace
+
+absl::StatusOr<Caller> VideoGenerationService::Admit(const grpc::CallbackServerContext& context) {
+  // Auth off: the anonymous tenant, unlimited (TenantLimits' member defaults are the limits
+  // of a configured tenant, not zeros; the load test hit max_queued_jobs 16 with --auth=none).
+  if (tenants_ == nullptr) return Caller{"", TenantLimits{0, 0, 0, 0}};
+  absl::StatusOr<Caller> caller = tenants_->Authenticate(Metadata(context, "authorization"));
+  if (!caller.ok()) return caller.status();
+  if (absl::Status admitted = tenants_->AdmitRequest(*caller); !admitted.ok()) return admitted;
+  return caller;
+}
+
+absl::StatusOr<Caller> VideoGenerationService::AdmitForJob(
+    const grpc::CallbackServerContext& context, const std::string& job_id) {
+  absl::StatusOr<Caller> caller = Admit(context);
+  if (!caller.ok()) return caller.status();
+  if (job_id.empty()) return absl::InvalidArgumentError("job_id: required");
+  if (absl::Status owned = CheckAccess(store_, job_id, caller->tenant); !owned.ok()) return owned;
+  return caller;
+}
+
+absl::Status VideoGenerationService::AcquireStream(const Caller& caller) {
+  return tenants_ == nullptr ? absl::OkStatus() : tenants_->AcquireStream(caller);
+}
+
+grpc::ServerWriteReactor<JobEvent>* VideoGenerationService::OpenStream(
+    const Caller& caller, const char* method, const std::string& job_id, int64_t after_seq,
+    bool cancel_on_disconnect) {
+  std::function<void()> release;
+  if (tenants_ != nullptr) release = [tenants = tenants_, caller] { tenants->ReleaseStream(caller); };
+  return new EventStream(dispatcher_, store_, metrics_, method, job_id, after_seq,
+                         cancel_on_disconnect, std::move(release));
+}
 
 grpc::ServerWriteReactor<JobEvent>* VideoGenerationService::Generate(
     grpc::CallbackServerContext* context, const tpdiff::v1::GenerateRequest* request) {
-  absl::StatusOr<Submission> submitted = dispatcher_.Submit(*request, CallDeadline(*context));
+  absl::StatusOr<Caller> caller = Admit(*context);
+  if (!caller.ok()) return new RejectedStream(metrics_, "Generate", ToGrpcStatus(caller.status()));
+  // The stream slot first: a job must not be queued for a stream that cannot be opened.
+  if (absl::Status slot = AcquireStream(*caller); !slot.ok()) {
+    return new RejectedStream(metrics_, "Generate", ToGrpcStatus(slot));
+  }
+  absl::StatusOr<Submission> submitted =
+      dispatcher_.Submit(*request, CallDeadline(*context),
+                         JobOwner{caller->tenant, caller->limits.max_queued_jobs});
   if (!submitted.ok()) {
+    if (tenants_ != nullptr) tenants_->ReleaseStream(*caller);
     return new RejectedStream(metrics_, "Generate", ToGrpcStatus(submitted.status()));
   }
-  return new EventStream(dispatcher_, store_, metrics_, "Generate", submitted->job.job_id(),
-                         /*after_seq=*/0, submitted->job.request().cancel_on_disconnect());
+  return OpenStream(*caller, "Generate", submitted->job.job_id(), /*after_seq=*/0,
+                    submitted->job.request().cancel_on_disconnect());
 }
 
 grpc::ServerWriteReactor<JobEvent>* VideoGenerationService::WatchJob(
     grpc::CallbackServerContext* context, const tpdiff::v1::WatchJobRequest* request) {
-  if (request->job_id().empty()) {
-    return new RejectedStream(metrics_, "WatchJob",
-                              grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "job_id: required"));
-  }
   if (request->after_seq() < 0) {
     return new RejectedStream(
         metrics_, "WatchJob",
         grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "after_seq: must not be negative"));
   }
-  return new EventStream(dispatcher_, store_, metrics_, "WatchJob", request->job_id(),
-                         request->after_seq(), /*cancel_on_disconnect=*/false);
+  absl::StatusOr<Caller> caller = AdmitForJob(*context, request->job_id());
+  if (!caller.ok()) return new RejectedStream(metrics_, "WatchJob", ToGrpcStatus(caller.status()));
+  if (absl::Status slot = AcquireStream(*caller); !slot.ok()) {
+    return new RejectedStream(metrics_, "WatchJob", ToGrpcStatus(slot));
+  }
+  return OpenStream(*caller, "WatchJob", request->job_id(), request->after_seq(),
+                    /*cancel_on_disconnect=*/false);
 }
 
 grpc::ServerUnaryReactor* VideoGenerationService::FinishUnary(grpc::CallbackServerContext* context,
@@ -327,8 +389,12 @@ grpc::ServerUnaryReactor* VideoGenerationService::FinishUnary(grpc::CallbackServ
 grpc::ServerUnaryReactor* VideoGenerationService::SubmitJob(
     grpc::CallbackServerContext* context, const tpdiff::v1::GenerateRequest* request,
     tpdiff::v1::Job* response) {
+  absl::StatusOr<Caller> caller = Admit(*context);
+  if (!caller.ok()) return FinishUnary(context, "SubmitJob", caller.status());
   // The unary call's own deadline is for the submission, not the job: use max_queue_wait.
-  absl::StatusOr<Submission> submitted = dispatcher_.Submit(*request);
+  absl::StatusOr<Submission> submitted =
+      dispatcher_.Submit(*request, absl::InfiniteFuture(),
+                         JobOwner{caller->tenant, caller->limits.max_queued_jobs});
   if (submitted.ok()) *response = std::move(submitted->job);
   return FinishUnary(context, "SubmitJob", submitted.status());
 }
@@ -336,6 +402,8 @@ grpc::ServerUnaryReactor* VideoGenerationService::SubmitJob(
 grpc::ServerUnaryReactor* VideoGenerationService::GetJob(grpc::CallbackServerContext* context,
                                                          const tpdiff::v1::GetJobRequest* request,
                                                          tpdiff::v1::Job* response) {
+  absl::StatusOr<Caller> caller = AdmitForJob(*context, request->job_id());
+  if (!caller.ok()) return FinishUnary(context, "GetJob", caller.status());
   absl::StatusOr<tpdiff::v1::Job> job = store_.Get(request->job_id());
   if (job.ok()) *response = *std::move(job);
   return FinishUnary(context, "GetJob", job.status());
@@ -344,6 +412,8 @@ grpc::ServerUnaryReactor* VideoGenerationService::GetJob(grpc::CallbackServerCon
 grpc::ServerUnaryReactor* VideoGenerationService::CancelJob(
     grpc::CallbackServerContext* context, const tpdiff::v1::CancelJobRequest* request,
     tpdiff::v1::Job* response) {
+  absl::StatusOr<Caller> caller = AdmitForJob(*context, request->job_id());
+  if (!caller.ok()) return FinishUnary(context, "CancelJob", caller.status());
   absl::StatusOr<tpdiff::v1::Job> job = dispatcher_.Cancel(request->job_id(), "client");
   if (job.ok()) *response = *std::move(job);
   return FinishUnary(context, "CancelJob", job.status());
@@ -352,12 +422,19 @@ grpc::ServerUnaryReactor* VideoGenerationService::CancelJob(
 grpc::ServerUnaryReactor* VideoGenerationService::ListModels(
     grpc::CallbackServerContext* context, const tpdiff::v1::ListModelsRequest* /*request*/,
     tpdiff::v1::ListModelsResponse* response) {
+  absl::StatusOr<Caller> caller = Admit(*context);
+  if (!caller.ok()) return FinishUnary(context, "ListModels", caller.status());
   *response = dispatcher_.ListModels();
   return FinishUnary(context, "ListModels", absl::OkStatus());
 }
 
 grpc::ServerBidiReactor<WorkerMessage, DispatchMessage>* WorkerGatewayService::Connect(
-    grpc::CallbackServerContext* /*context*/) {
+    grpc::CallbackServerContext* context) {
+  if (auth_ != nullptr) {
+    if (absl::Status allowed = auth_->Check(*context); !allowed.ok()) {
+      return new RejectedWorkerStream(allowed);
+    }
+  }
   return new WorkerStream(dispatcher_);
 }
 

@@ -2,11 +2,13 @@
 # Live test: a real Prometheus scrapes a running front and worker while real generations run;
 # then every PromQL expression of the rules, the KEDA trigger and the dashboard is evaluated
 # through Prometheus' HTTP API and must return data, and both /metrics outputs must pass
-# `promtool check metrics`. Everything listens on 127.0.0.1 on free ports, in a temp folder,
-# and every process is bounded in time.
-#   live_scrape_test.sh SERVER WORKER CLI VALIDATOR_DIR REPO_ROOT [MODELS_DIR]
+# `promtool check metrics`. Everything listens on 127.0.0.1, in a temp folder, and every
+# process is bounded in time. The front and the worker bind port 0 and log the ports they got
+# (no window between picking a free port and binding it); only Prometheus gets a picked one.
+# Without a model package in MODELS_DIR, MAKE_PACKAGE writes an untrained tiny one.
+#   live_scrape_test.sh SERVER WORKER CLI VALIDATOR_DIR REPO_ROOT [MODELS_DIR [MAKE_PACKAGE]]
 set -euo pipefail
-server=$1 worker=$2 cli=$3 validator=$4 root=$5 models=${6:-$5/models}
+server=$1 worker=$2 cli=$3 validator=$4 root=$5 models=${6:-$5/models} make_package=${7:-}
 limit=240 # seconds any one process of this test may live
 
 tmp=$(mktemp -d)
@@ -29,23 +31,47 @@ wait_http() { # URL SECONDS
   return 1
 }
 
-grpc_port=$(free_port) front_metrics=$(free_port) worker_metrics=$(free_port) prom_port=$(free_port)
+log_port() { # LOG SED_PATTERN SECONDS PID: the port process PID wrote to its log
+  local port
+  for _ in $(seq $(($3 * 5))); do
+    port=$(sed -n "s/$2/\\1/p" "$1" | head -n 1)
+    [[ -n $port ]] && { echo "$port"; return 0; }
+    kill -0 "$4" 2>/dev/null || { echo "process $4 exited; see $1" >&2; return 1; }
+    sleep 0.2
+  done
+  echo "timed out waiting for a port in $1" >&2
+  return 1
+}
 
-timeout "$limit" "$server" --listen=127.0.0.1:"$grpc_port" --metrics-listen=127.0.0.1:"$front_metrics" \
+if ! compgen -G "$models/*/model.json" >/dev/null; then
+  [[ -n $make_package ]] || { echo "no model package in $models and no MAKE_PACKAGE" >&2; exit 1; }
+  models=$tmp/models
+  "$make_package" --out="$models/live-tiny" --network=tiny --stage_steps=2,2,2
+fi
+prom_port=$(free_port)
+
+timeout "$limit" "$server" --insecure --auth=none --listen=127.0.0.1:0 --metrics-listen=127.0.0.1:0 \
   --models-dir="$models" --local-workers=0 >"$tmp/front.log" 2>&1 &
-pids+=($!)
+front_pid=$!
+pids+=($front_pid)
+grpc_port=$(log_port "$tmp/front.log" '.*serving on port \([0-9]*\).*' 30 $front_pid)
+front_metrics=$(log_port "$tmp/front.log" '.*\/metrics on port \([0-9]*\).*' 30 $front_pid)
 wait_http "http://127.0.0.1:$front_metrics/metrics" 30
-# The worker runs as its own process (as in Kubernetes) so that its metrics port is known.
-timeout "$limit" "$worker" --server=127.0.0.1:"$grpc_port" --models-dir="$models" --threads=1 \
-  --device=cpu --metrics-listen=127.0.0.1:"$worker_metrics" >"$tmp/worker.log" 2>&1 &
-pids+=($!)
+# The worker runs as its own process (as in Kubernetes) with its own /metrics.
+timeout "$limit" "$worker" --insecure --server=127.0.0.1:"$grpc_port" --models-dir="$models" --threads=1 \
+  --device=cpu --metrics-listen=127.0.0.1:0 >"$tmp/worker.log" 2>&1 &
+worker_pid=$!
+pids+=($worker_pid)
+worker_metrics=$(log_port "$tmp/worker.log" '.*\/metrics on port \([0-9]*\).*' 60 $worker_pid)
 wait_http "http://127.0.0.1:$worker_metrics/metrics" 60
 
 # The rules under test are the ones the gpu overlay deploys; targets carry the labels the
 # Prometheus-operator would add, so namespace-scoped queries (KEDA) match too.
 kubectl kustomize "$root/deploy/k8s/overlays/gpu" >"$tmp/rendered.yaml" 2>/dev/null
 node "$validator/validate.mjs" extract-rules "$tmp/rendered.yaml" >"$tmp/rules.yaml"
-sed -i 's/^\( *interval:\) 30s/\1 1s/' "$tmp/rules.yaml"
+# Rule groups evaluate every second here (the extracted YAML may write "- interval: 30s").
+sed -i 's/^\( *\(- \)\?interval:\) 30s/\1 1s/' "$tmp/rules.yaml"
+grep -q 'interval: 30s' "$tmp/rules.yaml" && { echo "a rule group kept its 30 s interval" >&2; exit 1; }
 cat >"$tmp/prometheus.yml" <<YAML
 global:
   scrape_interval: 1s
@@ -66,9 +92,20 @@ timeout "$limit" prometheus --config.file="$tmp/prometheus.yml" --storage.tsdb.p
 pids+=($!)
 prom=http://127.0.0.1:$prom_port
 wait_http "$prom/-/ready" 30
+prom_has() { # PROMQL SECONDS: waits until the query returns a series
+  for _ in $(seq $(($2 * 5))); do
+    curl -fsS "$prom/api/v1/query" --data-urlencode "query=$1" 2>/dev/null | grep -q '"result":\[{' && return 0
+    sleep 0.2
+  done
+  echo "timed out waiting for Prometheus to return data for $1" >&2
+  return 1
+}
+# Prometheus applies static targets some seconds after it is ready: the jobs must run while
+# both targets are scraped, or their series never reach it.
+prom_has 'sum(up{namespace="tpdiff"}) == 2' 60
 
 # Real generations: two one after the other, then two at once (so the queue is used).
-gen() { timeout 180 "$cli" generate --server=127.0.0.1:"$grpc_port" --prompt "a red circle moving right" --out "$tmp/$1.mp4" >"$tmp/gen-$1.log" 2>&1; }
+gen() { timeout 180 "$cli" generate --insecure --server=127.0.0.1:"$grpc_port" --prompt "a red circle moving right" --out "$tmp/$1.mp4" >"$tmp/gen-$1.log" 2>&1; }
 gen v1
 gen v2
 gen v3 & g3=$!
@@ -76,8 +113,13 @@ gen v4 & g4=$!
 wait "$g3"; wait "$g4"
 for v in v1 v2 v3 v4; do [[ -s $tmp/$v.mp4 ]] || { echo "generation $v wrote no video" >&2; exit 1; }; done
 
-# Let Prometheus scrape the final state and evaluate the rules on it.
-sleep 4
+# Let Prometheus scrape the final state (several samples of it, so rate() has two points
+# after the last job) and evaluate the rules on it.
+prom_has 'sum(tpdiff_jobs_total{outcome="completed"}) >= 4' 60
+prom_has 'min(count_over_time(tpdiff_jobs_total{outcome="completed"}[1m])) >= 3' 60
+# Every recording rule has recorded a series (the alerts are queried through them).
+records=$(grep -c 'record: ' "$tmp/rules.yaml")
+prom_has "count(count by (__name__) ({__name__=~\"tpdiff:.+\"})) >= $records" 60
 
 curl -fsS "http://127.0.0.1:$front_metrics/metrics" >"$tmp/front.prom"
 curl -fsS "http://127.0.0.1:$worker_metrics/metrics" >"$tmp/worker.prom"

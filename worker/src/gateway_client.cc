@@ -121,6 +121,7 @@ GatewayClient::End GatewayClient::ServeConnection(JobRunner& runner) {
     outbox_.clear();
     outbox_bytes_ = 0;
   }
+  if (!options_.secret.empty()) context.AddMetadata(kWorkerSecretMetadata, options_.secret);
   auto stream = stub_->Connect(&context);
 
   wv1::WorkerMessage hello_msg;

@@ -211,6 +211,178 @@ function crossReferences(docs, problems) {
       problems.push(`${id(cm)}: TPDIFF_SERVER_ADDRESS ${addr}: ${id(svc)} has no port ${port}`);
     }
   }
+
+  secretReferences(docs, pods, find, problems);
+  securityFlags(docs, pods, find, problems);
+}
+
+// Secrets that hold keys are not part of any kustomization: the operator or cert-manager
+// creates them (docs/deploy.md). The rule: every Secret a pod template needs (non-optional
+// volume, projected source, env or envFrom reference) is either rendered or named in the
+// workload's annotation OUT_OF_BAND (comma-separated); a name listed there that the workload
+// does not use is reported too, so the list stays the documented truth. For rendered Secrets
+// and ConfigMaps, the keys that volume items project must exist.
+const OUT_OF_BAND = "tpdiff.io/secrets-created-out-of-band";
+
+function secretReferences(docs, pods, find, problems) {
+  for (const { owner, ns, template } of pods) {
+    const listed = new Set(
+      String(owner.metadata?.annotations?.[OUT_OF_BAND] ?? "").split(",").map((x) => x.trim()).filter(Boolean));
+    const refs = []; // [secret name, key or null, where]
+    const spec = template.spec ?? {};
+    for (const v of spec.volumes ?? []) {
+      if (v.secret && !v.secret.optional) {
+        if (!(v.secret.items ?? []).length) refs.push([v.secret.secretName, null, `volume ${v.name}`]);
+        for (const it of v.secret.items ?? []) refs.push([v.secret.secretName, it.key, `volume ${v.name}`]);
+      }
+      for (const src of v.projected?.sources ?? []) {
+        if (src.secret && !src.secret.optional) refs.push([src.secret.name, null, `volume ${v.name}`]);
+      }
+      if (v.configMap && !v.configMap.optional) {
+        const cm = find("ConfigMap", ns, v.configMap.name);
+        for (const it of v.configMap.items ?? []) {
+          if (cm && !(it.key in { ...(cm.data ?? {}), ...(cm.binaryData ?? {}) })) {
+            problems.push(`${id(owner)}: volume ${v.name} projects missing key ${it.key} of ConfigMap ${cm.metadata.name}`);
+          }
+        }
+      }
+    }
+    for (const c of [...(spec.containers ?? []), ...(spec.initContainers ?? [])]) {
+      for (const ef of c.envFrom ?? []) {
+        if (ef.secretRef && !ef.secretRef.optional) refs.push([ef.secretRef.name, null, `container ${c.name}`]);
+      }
+      for (const e of c.env ?? []) {
+        const r = e.valueFrom?.secretKeyRef;
+        if (r && !r.optional) refs.push([r.name, r.key, `container ${c.name}`]);
+      }
+    }
+    for (const r of spec.imagePullSecrets ?? []) refs.push([r.name, null, "imagePullSecrets"]);
+
+    const volumeNames = new Set((spec.volumes ?? []).map((v) => v.name));
+    for (const c of [...(spec.containers ?? []), ...(spec.initContainers ?? [])]) {
+      for (const m of c.volumeMounts ?? []) {
+        if (!volumeNames.has(m.name)) problems.push(`${id(owner)}: container ${c.name} mounts ${m.mountPath} from missing volume ${m.name}`);
+      }
+    }
+    const used = new Set();
+    for (const [name, key, where] of refs) {
+      used.add(name);
+      const secret = find("Secret", ns, name);
+      if (secret) {
+        if (key && !(key in { ...(secret.data ?? {}), ...(secret.stringData ?? {}) })) {
+          problems.push(`${id(owner)}: ${where} references missing key ${key} of Secret ${name}`);
+        }
+      } else if (!listed.has(name)) {
+        problems.push(`${id(owner)}: ${where} references Secret ${name}, which is neither rendered nor listed in ${OUT_OF_BAND}`);
+      }
+    }
+    for (const name of listed) {
+      if (!used.has(name)) problems.push(`${id(owner)}: ${OUT_OF_BAND} lists Secret ${name}, which the pod template does not use`);
+      else if (find("Secret", ns, name)) problems.push(`${id(owner)}: ${OUT_OF_BAND} lists Secret ${name}, which is rendered too`);
+    }
+  }
+}
+
+// Flags of tpdiff-server / tpdiff-worker (docs/security.md), spelled --a-b or --a_b.
+function flagValues(container) {
+  const flags = new Map();
+  for (const arg of [...(container.command ?? []), ...(container.args ?? [])]) {
+    const m = String(arg).match(/^--([a-z0-9_-]+)(?:=(.*))?$/);
+    if (m) flags.set(m[1].replaceAll("_", "-"), m[2] ?? "true");
+  }
+  return flags;
+}
+
+const imageIs = (c, name) => new RegExp(`(^|/)${name}(-[a-z0-9]+)?(:|@|$)`).test(c.image ?? "");
+const FILE_FLAGS = ["tls-cert", "tls-key", "tls-ca", "tls-client-ca", "worker-secret-file", "tenants-file"];
+const portOf = (hostPort) => Number(String(hostPort).slice(String(hostPort).lastIndexOf(":") + 1));
+
+// What the binaries refuse at start, checked offline, plus what must agree between the
+// front and its workers and between the front and its probes:
+// - plaintext (--insecure) or API keys off (--auth=none) only in a workload that says why in
+//   the annotation INSECURE (the laptop overlay), never by accident;
+// - the front: TLS files unless --insecure, worker authentication with TLS, a tenants file
+//   unless --auth=none; workers: TLS exactly when the front has it, the secret when the front
+//   wants one, a client certificate when the front wants one;
+// - every file a flag names lies in a mounted volume (and is one of its items, if it has any);
+// - the kubelet's gRPC probes are plaintext, so with TLS they must dial --health-listen.
+const INSECURE = "tpdiff.io/insecure";
+
+function securityFlags(docs, pods, find, problems) {
+  const containers = [];
+  for (const { owner, ns, template } of pods) {
+    for (const c of template.spec?.containers ?? []) {
+      const role = imageIs(c, "tpdiff-server") ? "front" : imageIs(c, "tpdiff-worker") ? "worker" : null;
+      if (role) containers.push({ owner, ns, template, c, role, flags: flagValues(c) });
+    }
+  }
+  const fronts = containers.filter((x) => x.role === "front");
+  for (const { owner, ns, template, c, role, flags } of containers) {
+    const where = `${id(owner)}: container ${c.name}`;
+    const insecure = flags.has("insecure") && flags.get("insecure") !== "false";
+    const authNone = role === "front" && flags.get("auth") === "none";
+    if ((insecure || authNone) && !String(owner.metadata?.annotations?.[INSECURE] ?? "").trim()) {
+      problems.push(`${where} runs ${insecure ? "--insecure" : "--auth=none"} without the ${INSECURE} annotation saying why`);
+    }
+    const tlsFlags = ["tls-cert", "tls-key", role === "front" ? "tls-client-ca" : "tls-ca"].filter((f) => flags.has(f));
+    if (insecure && tlsFlags.length) problems.push(`${where}: --insecure conflicts with --${tlsFlags.join(", --")}`);
+    if (role === "front") {
+      if (!insecure && !(flags.has("tls-cert") && flags.has("tls-key"))) {
+        problems.push(`${where}: needs --tls-cert and --tls-key (or --insecure)`);
+      }
+      if (!insecure && !flags.has("tls-client-ca") && !flags.has("worker-secret-file")) {
+        problems.push(`${where}: with TLS, needs --tls-client-ca and/or --worker-secret-file`);
+      }
+      if ((flags.get("auth") ?? "api-key") === "api-key" && !flags.has("tenants-file")) {
+        problems.push(`${where}: --auth=api-key needs --tenants-file (or --auth=none)`);
+      }
+    } else {
+      const env = new Set((c.env ?? []).map((e) => e.name));
+      for (const front of fronts.filter((f) => f.ns === ns)) {
+        const frontInsecure = front.flags.has("insecure") && front.flags.get("insecure") !== "false";
+        const fid = `${id(front.owner)}`;
+        if (frontInsecure !== insecure) {
+          problems.push(`${where}: ${insecure ? "dials plaintext" : "dials TLS"} but ${fid} serves ${frontInsecure ? "plaintext" : "TLS"}`);
+        }
+        if (front.flags.has("worker-secret-file") && !flags.has("worker-secret-file") && !env.has("TPDIFF_WORKER_SECRET")) {
+          problems.push(`${where}: ${fid} requires the worker secret, but the worker has neither --worker-secret-file nor TPDIFF_WORKER_SECRET`);
+        }
+        if (front.flags.has("tls-client-ca") && !(flags.has("tls-cert") && flags.has("tls-key"))) {
+          problems.push(`${where}: ${fid} requires client certificates, but the worker has no --tls-cert/--tls-key`);
+        }
+      }
+    }
+    // Files named by flags must be mounted.
+    const volumes = new Map((template.spec?.volumes ?? []).map((v) => [v.name, v]));
+    for (const f of FILE_FLAGS) {
+      const path = flags.get(f);
+      if (!path || !path.startsWith("/")) continue;
+      const mount = (c.volumeMounts ?? [])
+        .filter((m) => path.startsWith(m.mountPath.replace(/\/?$/, "/")))
+        .sort((a, b) => b.mountPath.length - a.mountPath.length)[0];
+      if (!mount) {
+        problems.push(`${where}: --${f} ${path} is not in any mounted volume`);
+        continue;
+      }
+      const v = volumes.get(mount.name);
+      const items = v?.secret?.items ?? v?.configMap?.items;
+      const rel = path.slice(mount.mountPath.replace(/\/?$/, "/").length);
+      if (items && !mount.subPath && !items.some((it) => it.path === rel)) {
+        problems.push(`${where}: --${f} ${path} is not an item of volume ${mount.name} (${items.map((it) => it.path).join(", ")})`);
+      }
+    }
+    // gRPC probes cannot do TLS: with TLS they must dial the plaintext health port.
+    if (role === "front" && !insecure) {
+      const healthPort = flags.has("health-listen") ? portOf(flags.get("health-listen")) : null;
+      for (const kind of ["startupProbe", "livenessProbe", "readinessProbe"]) {
+        const port = c[kind]?.grpc?.port;
+        if (port !== undefined && port !== healthPort) {
+          problems.push(`${where} ${kind} is a gRPC probe on port ${port}, but kubelet gRPC probes are plaintext and ` +
+            (healthPort ? `only the --health-listen port ${healthPort} is` : "the front has no --health-listen"));
+        }
+      }
+    }
+  }
 }
 
 function promqlExpressions(docs) {
@@ -297,7 +469,7 @@ async function main() {
     const { problems, exprs } = checkDashboard(dashboard);
     for (const e of exprs) queries.push({ source: e.source, expr: grafanaToPromql(e.expr) });
     // The label values the rules rely on (see prometheusrule.yaml) must really occur.
-    queries.push({ source: "contract: worker states", expr: 'tpdiff_workers{state=~"idle|busy"}' });
+    queries.push({ source: "contract: worker states", expr: 'tpdiff_workers{state="serving"}' });
     queries.push({ source: "contract: job outcomes", expr: 'tpdiff_jobs_total{outcome="completed"}' });
     for (const q of queries) {
       const res = await fetch(`${url}/api/v1/query?query=${encodeURIComponent(q.expr)}`);

@@ -1,10 +1,5 @@
 // The front server over real gRPC on 127.0.0.1 (port 0), with TestWorker as the worker
 // fleet. Tests wait on conditions with generous timeouts, never on fixed sleeps.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <functional>
 #include <thread>
 
@@ -13,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "metrics_scrape.h"
 #include "test_model.h"
 #include "test_worker.h"
 #include "tpdiff/server/front_server.h"
@@ -118,25 +114,8 @@ class ServerIntegrationTest : public ::testing::Test {
     return response.status();
   }
 
-  // GET /metrics from the exposer over a plain socket.
-  std::string ScrapeMetrics() {
-    const int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_port = htons(static_cast<uint16_t>(server_->metrics_port()));
-    inet_pton(AF_INET, "127.0.0.1", &address.sin_addr);
-    std::string response;
-    if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0) {
-      const std::string request = "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-      if (write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size())) {
-        char buffer[4096];
-        ssize_t n;
-        while ((n = read(fd, buffer, sizeof(buffer))) > 0) response.append(buffer, n);
-      }
-    }
-    close(fd);
-    return response;
-  }
+  // GET /metrics from the exposer.
+  std::string ScrapeMetrics() { return testing::ScrapeMetrics(server_->metrics_port()); }
 
   RealClock clock_;
   std::unique_ptr<FrontServer> server_;

@@ -17,12 +17,21 @@ TestWorker::TestWorker(const std::string& target, std::string worker_id, bool au
           grpc::CreateChannel(target, grpc::InsecureChannelCredentials()))),
       auto_run_(auto_run) {}
 
+TestWorker::TestWorker(std::shared_ptr<grpc::Channel> channel, std::string worker_id,
+                       bool auto_run, std::string secret)
+    : worker_id_(std::move(worker_id)),
+      slots_(1),
+      secret_(std::move(secret)),
+      stub_(tpdiff::worker::v1::WorkerGateway::NewStub(std::move(channel))),
+      auto_run_(auto_run) {}
+
 TestWorker::~TestWorker() {
   Drop();
   if (reader_.joinable()) reader_.join();
 }
 
 bool TestWorker::Connect(absl::Duration timeout) {
+  if (!secret_.empty()) context_.AddMetadata("tpdiff-worker-secret", secret_);
   stream_ = stub_->Connect(&context_);
   WorkerMessage hello;
   hello.mutable_hello()->set_worker_id(worker_id_);
@@ -34,10 +43,16 @@ bool TestWorker::Connect(absl::Duration timeout) {
   Write(hello);
   reader_ = std::thread([this] { ReadLoop(); });
   absl::MutexLock lock(&mu_);
-  return mu_.AwaitWithTimeout(
-      absl::Condition(+[](std::optional<tpdiff::worker::v1::Welcome>* w) { return w->has_value(); },
-                      &welcome_),
-      timeout);
+  auto answered = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return welcome_.has_value() || read_ended_;
+  };
+  mu_.AwaitWithTimeout(absl::Condition(&answered), timeout);
+  return welcome_.has_value();
+}
+
+grpc::Status TestWorker::Finish() {
+  if (reader_.joinable()) reader_.join();
+  return stream_->Finish();
 }
 
 void TestWorker::set_auto_run(bool auto_run) {
@@ -87,6 +102,8 @@ void TestWorker::ReadLoop() {
       JobEnded(message.cancel().job_id());
     }
   }
+  absl::MutexLock lock(&mu_);
+  read_ended_ = true;
 }
 
 void TestWorker::Emit(const Assign& assign, JobEvent event) {

@@ -30,10 +30,16 @@ class TestWorker {
   static constexpr int kChunkBytes = 10;
 
   TestWorker(const std::string& target, std::string worker_id, bool auto_run, uint32_t slots = 1);
+  // Dials over `channel` (TLS, client certificates) and sends `secret` as the worker secret
+  // metadata when non-empty.
+  TestWorker(std::shared_ptr<grpc::Channel> channel, std::string worker_id, bool auto_run,
+             std::string secret);
   ~TestWorker();  // closes the stream
 
   // Sends Hello (announcing the "tiny" model with its ModelInfo) and waits for Welcome.
   bool Connect(absl::Duration timeout = absl::Seconds(10));
+  // After a failed Connect: the status the front closed the stream with.
+  grpc::Status Finish();
   void set_auto_run(bool auto_run);
 
   // Waits until at least `count` jobs were assigned; returns their assigns.
@@ -62,6 +68,7 @@ class TestWorker {
 
   const std::string worker_id_;
   const uint32_t slots_;
+  const std::string secret_;
   std::unique_ptr<tpdiff::worker::v1::WorkerGateway::Stub> stub_;
   grpc::ClientContext context_;
   std::unique_ptr<grpc::ClientReaderWriter<tpdiff::worker::v1::WorkerMessage,
@@ -78,6 +85,7 @@ class TestWorker {
   bool drained_ ABSL_GUARDED_BY(mu_) = false;
   bool dropped_ ABSL_GUARDED_BY(mu_) = false;
   bool closed_ ABSL_GUARDED_BY(mu_) = false;               // WritesDone sent
+  bool read_ended_ ABSL_GUARDED_BY(mu_) = false;           // the front ended the stream
   std::set<std::string> open_jobs_ ABSL_GUARDED_BY(mu_);  // assigned, not ended here
 };
 

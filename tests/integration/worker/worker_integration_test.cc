@@ -17,8 +17,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "test_certs.h"
 #include "tiny_package.h"
 #include "tpdiff/client/commands.h"
+#include "tpdiff/client/credentials.h"
 #include "tpdiff/client/health.h"
 #include "tpdiff/media/decoder.h"
 #include "tpdiff/server/clock.h"
@@ -73,10 +75,13 @@ class InProcessWorker {
 // A tpdiff-worker child process.
 class WorkerProcess {
  public:
-  WorkerProcess(const std::string& target, const std::string& models_dir, const std::string& id) {
+  // `security`: the worker's transport flags; plaintext to the test's front by default.
+  WorkerProcess(const std::string& target, const std::string& models_dir, const std::string& id,
+                const std::vector<std::string>& security = {"--insecure"}) {
     std::vector<std::string> args = {TPDIFF_WORKER_BINARY, "--server=" + target,
                                      "--models-dir=" + models_dir, "--worker-id=" + id,
                                      "--threads=1", "--device=cpu"};
+    args.insert(args.end(), security.begin(), security.end());
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -101,7 +106,12 @@ class WorkerIntegrationTest : public ::testing::Test {
     auto dir = testing::WriteTinyPackage("tiny");
     ASSERT_TRUE(dir.ok()) << dir.status();
     models_dir_ = *dir;
-    server::FrontServerOptions options;
+    StartServer(server::FrontServerOptions());
+  }
+  // (Re)starts the front with the test's timings on top of `options` (plaintext unless
+  // options.tls is set; stub_ is then the caller's business).
+  void StartServer(server::FrontServerOptions options) {
+    if (server_ != nullptr) server_->Shutdown(absl::ZeroDuration());
     options.listen = "127.0.0.1:0";
     options.models_dir = models_dir_;
     options.dispatcher.heartbeat_interval = absl::Milliseconds(200);
@@ -324,6 +334,45 @@ TEST_F(WorkerIntegrationTest, WorkerBinaryServesAJob) {
   ASSERT_FALSE(events.empty());
   ASSERT_TRUE(events.back().has_completed()) << events.back().DebugString();
   EXPECT_EQ(events[1].started().worker_id(), "proc-a");
+}
+
+// The real binaries' security path: a TLS front that wants the worker secret and API keys,
+// the tpdiff-worker binary with --tls-ca and --worker-secret-file, and the client library's
+// credentials (CA + bearer key). Certificates are made at test time.
+TEST_F(WorkerIntegrationTest, TlsWorkerProcessWithSecretServesAnApiKeyClient) {
+  absl::StatusOr<tpdiff::testing::TestCerts> certs = tpdiff::testing::MakeTestCerts();
+  ASSERT_TRUE(certs.ok()) << certs.status();
+  const std::string secret_file = certs->dir + "/worker-secret";
+  std::ofstream(secret_file) << "worker-secret-0123456789abcdef\n";
+  server::FrontServerOptions options;
+  options.tls = server::ServerTls{tpdiff::testing::ReadTestFile(certs->server_cert),
+                                  tpdiff::testing::ReadTestFile(certs->server_key), ""};
+  options.worker_auth.secret = "worker-secret-0123456789abcdef";
+  options.tenants = std::vector<server::TenantConfig>{
+      server::TenantConfig{"acme", {server::Sha256Hex("acme-key-1")}, server::TenantLimits{}}};
+  StartServer(options);
+
+  WorkerProcess worker(target_, models_dir_, "proc-tls",
+                       {"--tls-ca=" + certs->ca_cert, "--worker-secret-file=" + secret_file});
+  ASSERT_TRUE(WaitForWorkers(1));
+
+  tpdiff::client::ChannelSecurity security;
+  security.ca_file = certs->ca_cert;
+  security.api_key = "acme-key-1";
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
+      tpdiff::client::MakeChannelCredentials(security);
+  ASSERT_TRUE(credentials.ok()) << credentials.status();
+  stub_ = api::VideoGeneration::NewStub(grpc::CreateChannel(target_, *credentials));
+  const std::vector<api::JobEvent> events = GenerateAll(Request(1));
+  ASSERT_FALSE(events.empty());
+  EXPECT_TRUE(events.back().has_completed()) << events.back().DebugString();
+
+  // The same client with --insecure is refused locally rather than leak the key.
+  security.ca_file.clear();
+  security.insecure = true;
+  EXPECT_EQ(tpdiff::client::MakeChannelCredentials(security).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  std::filesystem::remove_all(certs->dir);
 }
 
 }  // namespace

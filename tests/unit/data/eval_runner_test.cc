@@ -54,7 +54,7 @@ class EvalTest : public ::testing::Test {
   // A package written by the model developer's random-init helper, loaded on the CPU.
   absl::StatusOr<std::unique_ptr<core::LoadedModel>> LoadRandomPackage() {
     const fs::path package = dir_ / "package";
-    absl::StatusOr<core::NetworkConfig> config = NetworkPreset("tiny");
+    absl::StatusOr<core::NetworkConfig> config = core::NetworkPreset("tiny");
     if (!config.ok()) return config.status();
     absl::Status s = core::CreateRandomBuiltinPackage(package.string(), "random", *config, 3);
     if (!s.ok()) return s;

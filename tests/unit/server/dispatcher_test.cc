@@ -388,3 +388,42 @@ TEST_F(DispatcherTest, BadHelloAndUnknownModels) {
 
 }  // namespace
 }  // namespace tpdiff::server
+
+namespace tpdiff::server {
+namespace {
+
+class DispatcherTenantTest : public DispatcherTest {};
+
+TEST_F(DispatcherTenantTest, QueuedJobsLimitIsPerTenantAndNamesTheLimit) {
+  // The fixture's queue holds 2 jobs per priority; each tenant may queue 1.
+  const JobOwner a{"a", /*max_queued_jobs=*/1};
+  const JobOwner b{"b", /*max_queued_jobs=*/1};
+  ASSERT_TRUE(dispatcher_.Submit(ValidRequest(), absl::InfiniteFuture(), a).ok());
+  absl::StatusOr<Submission> second = dispatcher_.Submit(ValidRequest(), absl::InfiniteFuture(), a);
+  ASSERT_EQ(second.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(second.status().message(), ::testing::HasSubstr("max_queued_jobs 1"));
+  EXPECT_TRUE(dispatcher_.Submit(ValidRequest(), absl::InfiniteFuture(), b).ok());
+
+  // A job that starts on a worker (a's, the oldest) no longer counts as queued.
+  RecordingChannel channel;
+  Connect(channel, "w1");
+  ASSERT_NE(channel.LastAssign(), nullptr);
+  EXPECT_TRUE(dispatcher_.Submit(ValidRequest(), absl::InfiniteFuture(), a).ok());
+}
+
+TEST_F(DispatcherTenantTest, RequestIdIsAnIdempotencyKeyPerTenant) {
+  GenerateRequest request = ValidRequest();
+  request.set_request_id("same");
+  absl::StatusOr<Submission> a1 = dispatcher_.Submit(request, absl::InfiniteFuture(), {"a"});
+  absl::StatusOr<Submission> a2 = dispatcher_.Submit(request, absl::InfiniteFuture(), {"a"});
+  absl::StatusOr<Submission> b1 = dispatcher_.Submit(request, absl::InfiniteFuture(), {"b"});
+  ASSERT_TRUE(a1.ok() && a2.ok() && b1.ok());
+  EXPECT_TRUE(a2->existing);
+  EXPECT_EQ(a1->job.job_id(), a2->job.job_id());
+  EXPECT_FALSE(b1->existing);
+  EXPECT_NE(a1->job.job_id(), b1->job.job_id());
+  EXPECT_EQ(*store_.Owner(b1->job.job_id()), "b");
+}
+
+}  // namespace
+}  // namespace tpdiff::server

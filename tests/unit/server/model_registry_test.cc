@@ -66,6 +66,48 @@ TEST_F(ModelsDirTest, ErrorsNameFileAndField) {
   EXPECT_THAT(ReadModelsDir(dir_.string()).status().message(), HasSubstr("not a JSON object"));
 }
 
+// Regressions found by tests/fuzz/manifest_fuzzer.cc (inputs in tests/fuzz/corpus/manifest/):
+// each was a crash (an nlohmann::json exception, a float overflow) or a silently wrong value.
+TEST_F(ModelsDirTest, HostileValuesAreErrorsNamingTheField) {
+  Write("tiny/vocab.txt", "a\n");
+  const std::string base = kManifest;
+  struct Case {
+    std::string from, to, field;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"4.5", "\"4.5\"", "default_guidance_scale"},  // threw json::type_error
+           {"4.5", "1e300", "default_guidance_scale"},      // does not fit a float
+           {"[6, 5, 4]", "[4294967296, 5, 4]", "default_stage_steps"},  // wrapped to 0
+           {"\"frames\": 16", "\"frames\": 18446744073709551615", "frames"},
+           {"\"vocab.txt\"", "\"/etc/hostname\"", "vocabulary_file"},  // outside the package
+           {"\"vocab.txt\"", "\"../tiny/vocab.txt\"", "vocabulary_file"}}) {
+    std::string text = base;
+    const size_t at = text.find(c.from);
+    ASSERT_NE(at, std::string::npos) << c.from;
+    text.replace(at, c.from.size(), c.to);
+    Write("tiny/model.json", text);
+    absl::StatusOr<tpdiff::v1::ModelInfo> info = ReadModelPackageInfo((dir_ / "tiny").string());
+    ASSERT_FALSE(info.ok()) << c.to;
+    EXPECT_EQ(info.status().code(), absl::StatusCode::kInvalidArgument) << c.to;
+    EXPECT_THAT(info.status().message(), HasSubstr(": " + c.field + ": ")) << c.to;
+  }
+}
+
+// The worker's reader (core::ParseManifest) defaults channels and fps; the front must accept
+// the same manifests or it refuses to start with a package its workers serve.
+TEST_F(ModelsDirTest, OptionalFieldsTakeTheWorkersDefaults) {
+  std::string text = kManifest;
+  for (const std::string field : {"\"channels\": 3, ", "\"fps\": 8, "}) {
+    text.erase(text.find(field), field.size());
+  }
+  Write("tiny/model.json", text);
+  Write("tiny/vocab.txt", "a\n");
+  absl::StatusOr<tpdiff::v1::ModelInfo> info = ReadModelPackageInfo((dir_ / "tiny").string());
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->channels(), 3u);
+  EXPECT_EQ(info->fps(), 8u);
+}
+
 TEST(ModelRegistryTest, DiskWinsOverWorkersAndDefaultIsFirstByName) {
   ModelRegistry registry;
   EXPECT_EQ(registry.DefaultModel(), "");

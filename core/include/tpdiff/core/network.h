@@ -14,6 +14,10 @@
 // n * 2^(k-1), encoded sinusoidally, so every stage shares one positional geometry.
 // Every residual branch and the output projection start at zero, so the untrained network
 // predicts 0 and early training is stable.
+// Output = patch decoder + c(t, stage, caption) * x_t with a learned per-channel scalar c: the
+// target (velocity / eps_k) carries the input's noise pixel for pixel, which a token narrower
+// than a patch (8x8x3 = 192 values into width 128) cannot pass through; the skip carries it
+// and the transformer only predicts the signal part.
 
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/modulelist.h>
@@ -167,6 +171,7 @@ class TpdiffNetImpl : public torch::nn::Module {
   torch::nn::LayerNorm final_norm_{nullptr};
   torch::nn::Linear final_modulation_{nullptr};  // cond -> shift, scale
   torch::nn::Linear final_proj_{nullptr};        // D -> C * patch^2, zero-initialised
+  torch::nn::Linear input_skip_{nullptr};        // cond -> C: output += skip * x (see .cc)
 };
 TORCH_MODULE(TpdiffNet);
 

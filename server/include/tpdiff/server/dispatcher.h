@@ -50,6 +50,12 @@ struct DispatcherOptions {
   size_t recent_jobs_for_estimate = 16;  // completed jobs averaged for the wait estimate
 };
 
+// Who submits a job: the owning tenant and its bound on queued jobs.
+struct JobOwner {
+  std::string tenant;          // "" when auth is off
+  size_t max_queued_jobs = 0;  // jobs of the tenant waiting for a worker; 0 = no limit
+};
+
 struct Submission {
   tpdiff::v1::Job job;
   bool existing = false;  // the request_id matched a stored job; nothing new was queued
@@ -70,10 +76,12 @@ class Dispatcher {
   // Validates, fills defaults, applies idempotency and admission, stores the job with its
   // Queued event (seq 1) and hands it to a free worker if there is one. `call_deadline`
   // (Generate's deadline; InfiniteFuture for none) also bounds the time in the queue.
-  // INVALID_ARGUMENT (bad field), RESOURCE_EXHAUSTED (queue full / estimated wait too long),
-  // UNAVAILABLE (draining).
+  // The job belongs to `owner.tenant`, whose request ids are its own idempotency keys.
+  // INVALID_ARGUMENT (bad field), RESOURCE_EXHAUSTED (queue full / the tenant's
+  // max_queued_jobs / estimated wait too long), UNAVAILABLE (draining).
   absl::StatusOr<Submission> Submit(const tpdiff::v1::GenerateRequest& request,
-                                    absl::Time call_deadline = absl::InfiniteFuture());
+                                    absl::Time call_deadline = absl::InfiniteFuture(),
+                                    const JobOwner& owner = {});
   // Cancels a queued or running job (Cancelled{source}; the worker running it is sent Cancel).
   // A finished job is returned as is. NOT_FOUND for an unknown job.
   absl::StatusOr<tpdiff::v1::Job> Cancel(const std::string& job_id, const std::string& source);
@@ -113,6 +121,7 @@ class Dispatcher {
  private:
   struct ActiveJob {
     tpdiff::v1::GenerateRequest request;  // validated, defaults filled in
+    std::string tenant;
     QueuedJob entry;                      // priority, model, aging start, deadline
     absl::Time created_at;
     absl::Time queued_at;  // admission or last re-queue

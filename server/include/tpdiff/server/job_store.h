@@ -7,6 +7,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -45,11 +46,19 @@ class JobStore {
  public:
   virtual ~JobStore() = default;
 
-  // Adds a job in state QUEUED. `job` has job_id, request_id, request and created_at set.
-  // ALREADY_EXISTS when the job_id is taken.
-  virtual absl::Status Create(tpdiff::v1::Job job) = 0;
-  // The job holding `request_id` (non-empty), if it is still stored.
-  virtual std::optional<std::string> FindByRequestId(const std::string& request_id) const = 0;
+  // Adds a job in state QUEUED, owned by `tenant` ("" when auth is off). `job` has job_id,
+  // request_id, request and created_at set. ALREADY_EXISTS when the job_id is taken.
+  virtual absl::Status Create(tpdiff::v1::Job job, const std::string& tenant) = 0;
+  absl::Status Create(tpdiff::v1::Job job) { return Create(std::move(job), ""); }
+  // The job of `tenant` holding `request_id` (non-empty), if it is still stored: request ids
+  // are idempotency keys per tenant.
+  virtual std::optional<std::string> FindByRequestId(const std::string& tenant,
+                                                     const std::string& request_id) const = 0;
+  std::optional<std::string> FindByRequestId(const std::string& request_id) const {
+    return FindByRequestId("", request_id);
+  }
+  // The tenant owning the job; NOT_FOUND for an unknown job.
+  virtual absl::StatusOr<std::string> Owner(const std::string& job_id) const = 0;
   // Assigns seq and timestamp, appends, updates the job and notifies watchers. Returns the
   // seq. NOT_FOUND for an unknown job, FAILED_PRECONDITION when it already ended.
   virtual absl::StatusOr<int64_t> Append(const std::string& job_id,
@@ -73,8 +82,12 @@ class InMemoryJobStore final : public JobStore {
   // ttl: how long a finished job stays; byte_budget: bound on the bytes of all stored events.
   InMemoryJobStore(const Clock& clock, absl::Duration ttl, size_t byte_budget);
 
-  absl::Status Create(tpdiff::v1::Job job) override;
-  std::optional<std::string> FindByRequestId(const std::string& request_id) const override;
+  using JobStore::Create;
+  using JobStore::FindByRequestId;
+  absl::Status Create(tpdiff::v1::Job job, const std::string& tenant) override;
+  std::optional<std::string> FindByRequestId(const std::string& tenant,
+                                             const std::string& request_id) const override;
+  absl::StatusOr<std::string> Owner(const std::string& job_id) const override;
   absl::StatusOr<int64_t> Append(const std::string& job_id, tpdiff::v1::JobEvent event) override;
   absl::StatusOr<tpdiff::v1::Job> Get(const std::string& job_id) const override;
   absl::StatusOr<EventRead> Next(const std::string& job_id, int64_t after_seq) const override;
@@ -87,6 +100,7 @@ class InMemoryJobStore final : public JobStore {
  private:
   struct Record {
     tpdiff::v1::Job job;
+    std::string tenant;
     std::vector<std::shared_ptr<const tpdiff::v1::JobEvent>> events;  // events[i].seq == i + 1
     std::vector<std::shared_ptr<JobWatcher>> watchers;
     size_t bytes = 0;
@@ -105,10 +119,16 @@ class InMemoryJobStore final : public JobStore {
   const size_t byte_budget_;
   mutable absl::Mutex mu_;
   std::map<std::string, Record> jobs_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, std::string> by_request_id_ ABSL_GUARDED_BY(mu_);
+  // (tenant, request_id) -> job id
+  std::map<std::pair<std::string, std::string>, std::string> by_request_id_ ABSL_GUARDED_BY(mu_);
   std::list<std::string> finished_order_ ABSL_GUARDED_BY(mu_);  // oldest finished first
   size_t bytes_ ABSL_GUARDED_BY(mu_) = 0;
 };
+
+// OK when `tenant` owns the job; otherwise NOT_FOUND with the same message as an unknown job,
+// so a tenant cannot probe for other tenants' job ids.
+absl::Status CheckAccess(const JobStore& store, const std::string& job_id,
+                         const std::string& tenant);
 
 // True for completed, failed and cancelled events.
 bool IsTerminal(const tpdiff::v1::JobEvent& event);

@@ -23,6 +23,9 @@
 
 namespace tpdiff::worker {
 
+// Metadata key of the worker secret; the front's tpdiff::server::kWorkerSecretMetadata.
+inline constexpr char kWorkerSecretMetadata[] = "tpdiff-worker-secret";
+
 struct GatewayClientOptions {
   std::string server_address;  // the front's WorkerGateway, e.g. "localhost:50052"
   std::string worker_id;
@@ -34,6 +37,9 @@ struct GatewayClientOptions {
   std::optional<absl::Duration> heartbeat_interval;
   BackoffOptions backoff;
   std::shared_ptr<grpc::ChannelCredentials> credentials;  // null = insecure
+  // Shared worker secret, sent as metadata kWorkerSecretMetadata on every Connect; empty =
+  // none (the front may instead require a client certificate: see docs/security.md).
+  std::string secret;
   // Emit blocks while this many bytes wait for the stream, so a slow network slows the
   // sampler instead of growing memory without bound.
   size_t max_buffered_bytes = size_t{64} << 20;

@@ -1,0 +1,460 @@
+#include "service_bench.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/flags/declare.h"
+#include "absl/flags/flag.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "packages.h"
+#include "svg_chart.h"
+#include "tpdiff/core/model_package.h"
+#include "tpdiff/server/clock.h"
+#include "tpdiff/server/front_server.h"
+#include "tpdiff/v1/video_generation.grpc.pb.h"
+
+extern char** environ;
+
+#ifndef TPDIFF_WORKER_BINARY
+#define TPDIFF_WORKER_BINARY "tpdiff-worker"
+#endif
+
+ABSL_DECLARE_FLAG(std::string, svg);     // sampler_bench.cc
+ABSL_DECLARE_FLAG(std::string, device);  // sampler_bench.cc
+ABSL_FLAG(std::string, worker_binary, TPDIFF_WORKER_BINARY, "tpdiff-worker executable");
+ABSL_FLAG(std::string, workers, "1,2,4", "service: worker process counts, one row each");
+ABSL_FLAG(int, jobs, 0, "timed jobs per row (0 = 60 for service, 10 for preview)");
+ABSL_FLAG(int, worker_threads, 1,
+          "LibTorch threads per worker process (0 = the worker's default: all cores)");
+ABSL_FLAG(std::string, network, "null",
+          "service: the served network: null (TorchScript zeros_like) or a random builtin "
+          "preset (tiny, cpu)");
+ABSL_FLAG(int, service_frames, 8, "service: frames per video (stages get 2, 4, 8)");
+ABSL_FLAG(std::string, model, "",
+          "preview: model package folder; empty = a random cpu-preset package");
+ABSL_FLAG(std::string, prompt, "a red circle moving right", "caption of every job");
+
+namespace tpdiff::bench {
+namespace {
+
+namespace api = ::tpdiff::v1;
+namespace fs = std::filesystem;
+using SteadyClock = std::chrono::steady_clock;
+
+double SecondsSince(SteadyClock::time_point begin) {
+  return std::chrono::duration<double>(SteadyClock::now() - begin).count();
+}
+
+// Nearest-rank percentile, q in [0, 1].
+double Percentile(std::vector<double> v, double q) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t rank = static_cast<size_t>(std::max(1.0, std::ceil(q * v.size())));
+  return v[std::min(rank, v.size()) - 1];
+}
+
+std::string Ms(double seconds) { return absl::StrFormat("%.1f ms", 1e3 * seconds); }
+
+// One job as the client saw it, and what the worker reported doing.
+struct JobSample {
+  double total = 0;           // Generate sent .. Completed received (client clock)
+  double first_preview = -1;  // Generate sent .. first StagePreview received
+  double sampling = 0;        // worker: sum of the stage seconds (network + sampler)
+  double encode = 0;          // worker: preview and result encoding
+  double first_stage = 0;     // worker: seconds of stage 1
+  double queue = 0;           // front + worker: admission .. the worker started the job
+  std::string error;          // empty = completed
+
+  // What the service adds: queue, dispatch, event and video streaming, request handling.
+  double overhead() const { return total - sampling - encode; }
+};
+
+JobSample RunJob(api::VideoGeneration::Stub& stub, const api::GenerateRequest& request) {
+  JobSample s;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(10));
+  const auto begin = SteadyClock::now();
+  std::unique_ptr<grpc::ClientReader<api::JobEvent>> reader = stub.Generate(&context, request);
+  api::JobEvent e;
+  bool completed = false;
+  while (reader->Read(&e)) {
+    if (e.has_stage_preview() && s.first_preview < 0) s.first_preview = SecondsSince(begin);
+    if (e.has_completed()) {
+      s.total = SecondsSince(begin);
+      const api::Timings& t = e.completed().timings();
+      for (double stage : t.stage_seconds()) s.sampling += stage;
+      if (t.stage_seconds_size() > 0) s.first_stage = t.stage_seconds(0);
+      s.encode = t.encode_seconds();
+      s.queue = t.queue_seconds();
+      completed = true;
+    }
+    if (e.has_failed()) s.error = e.failed().message();
+    if (e.has_cancelled()) s.error = "cancelled: " + e.cancelled().source();
+  }
+  const grpc::Status status = reader->Finish();
+  if (!status.ok()) s.error = absl::StrCat("Generate: ", status.error_message());
+  if (s.error.empty() && !completed) s.error = "stream ended without Completed";
+  return s;
+}
+
+// A front in this process and `workers` tpdiff-worker child processes, on 127.0.0.1.
+class Service {
+ public:
+  static absl::StatusOr<std::unique_ptr<Service>> Start(const std::string& models_dir,
+                                                        const std::string& package, int workers,
+                                                        const std::string& log_dir) {
+    auto service = std::unique_ptr<Service>(new Service);
+    server::FrontServerOptions options;
+    options.listen = "127.0.0.1:0";
+    options.models_dir = models_dir;
+    service->front_ = std::make_unique<server::FrontServer>(options, service->clock_);
+    if (absl::Status s = service->front_->Start(); !s.ok()) return s;
+    const std::string target = absl::StrCat("127.0.0.1:", service->front_->port());
+    for (int i = 0; i < workers; ++i) {
+      const std::string log = absl::StrCat(log_dir, "/worker-", workers, "-", i, ".log");
+      // Plaintext on loopback, as tpdiff-server --local-workers --insecure runs them.
+      std::vector<std::string> args = {absl::GetFlag(FLAGS_worker_binary),
+                                       "--insecure",
+                                       "--server=" + target,
+                                       "--models_dir=" + models_dir,
+                                       "--models=" + package,
+                                       absl::StrCat("--worker_id=bench-", i),
+                                       "--device=" + absl::GetFlag(FLAGS_device),
+                                       "--insecure"};  // the in-process front serves plaintext
+      if (absl::GetFlag(FLAGS_worker_threads) > 0) {
+        args.push_back(absl::StrCat("--threads=", absl::GetFlag(FLAGS_worker_threads)));
+      }
+      absl::StatusOr<pid_t> pid = Spawn(args, log);
+      if (!pid.ok()) return pid.status();
+      service->children_.push_back({*pid, log});
+    }
+    // Model loading takes a while for big packages; a worker that dies says why in its log.
+    const absl::Time until = absl::Now() + absl::Minutes(3);
+    while (service->front_->dispatcher().ServingWorkers() < static_cast<size_t>(workers)) {
+      for (Child& child : service->children_) {
+        int status = 0;
+        if (waitpid(child.pid, &status, WNOHANG) == child.pid) {
+          child.pid = 0;
+          return absl::UnavailableError(
+              absl::StrCat("worker exited before serving; its log:\n", Tail(child.log)));
+        }
+      }
+      if (absl::Now() > until) return absl::DeadlineExceededError("workers did not connect");
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    service->channel_ = grpc::CreateChannel(target, grpc::InsecureChannelCredentials());
+    service->stub_ = api::VideoGeneration::NewStub(service->channel_);
+    return service;
+  }
+
+  ~Service() {
+    for (const Child& child : children_) {
+      if (child.pid > 0) kill(child.pid, SIGTERM);
+    }
+    for (const Child& child : children_) {
+      if (child.pid <= 0) continue;
+      const absl::Time until = absl::Now() + absl::Seconds(10);
+      while (waitpid(child.pid, nullptr, WNOHANG) != child.pid) {
+        if (absl::Now() > until) {
+          kill(child.pid, SIGKILL);
+          waitpid(child.pid, nullptr, 0);
+          break;
+        }
+        absl::SleepFor(absl::Milliseconds(20));
+      }
+    }
+    if (front_ != nullptr) front_->Shutdown(absl::ZeroDuration());
+  }
+
+  api::VideoGeneration::Stub& stub() { return *stub_; }
+
+ private:
+  struct Child {
+    pid_t pid = 0;
+    std::string log;
+  };
+
+  Service() = default;
+
+  static absl::StatusOr<pid_t> Spawn(std::vector<std::string> args, const std::string& log) {
+    std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t files;
+    posix_spawn_file_actions_init(&files);
+    posix_spawn_file_actions_addopen(&files, STDOUT_FILENO, log.c_str(),
+                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_adddup2(&files, STDOUT_FILENO, STDERR_FILENO);
+    pid_t pid = 0;
+    const int rc = posix_spawn(&pid, argv[0], &files, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&files);
+    if (rc != 0) {
+      return absl::NotFoundError(absl::StrCat("cannot run ", args[0], ": ", std::strerror(rc)));
+    }
+    return pid;
+  }
+
+  static std::string Tail(const std::string& path) {
+    std::ifstream in(path);
+    std::stringstream text;
+    text << in.rdbuf();
+    const std::string s = text.str();
+    return s.size() > 4000 ? s.substr(s.size() - 4000) : s;
+  }
+
+  server::RealClock clock_;
+  std::unique_ptr<server::FrontServer> front_;
+  std::vector<Child> children_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<api::VideoGeneration::Stub> stub_;
+};
+
+// Runs `jobs` jobs from `clients` threads at once; returns the samples and the wall time.
+struct Run {
+  std::vector<JobSample> samples;
+  double wall = 0;
+};
+
+Run RunJobs(api::VideoGeneration::Stub& stub, const api::GenerateRequest& request, int jobs,
+            int clients) {
+  Run run;
+  run.samples.resize(jobs);
+  std::atomic<int> next{0};
+  const auto begin = SteadyClock::now();
+  std::vector<std::thread> threads;
+  for (int c = 0; c < clients; ++c) {
+    threads.emplace_back([&] {
+      for (int i = next++; i < jobs; i = next++) {
+        api::GenerateRequest r = request;
+        r.set_seed(static_cast<uint64_t>(i) + 1);
+        run.samples[i] = RunJob(stub, r);
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  run.wall = SecondsSince(begin);
+  return run;
+}
+
+// The first failure, for the error message; empty when every job completed.
+std::string FirstError(const Run& run) {
+  for (const JobSample& s : run.samples) {
+    if (!s.error.empty()) return s.error;
+  }
+  return "";
+}
+
+// A temporary folder removed on destruction.
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (fs::temp_directory_path() / "tpdiff-bench-XXXXXX").string();
+    if (mkdtemp(tmpl.data()) != nullptr) path_ = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    if (!path_.empty()) fs::remove_all(path_, ec);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+std::string ChartPath(const std::string& fallback) {
+  return absl::GetFlag(FLAGS_svg).empty() ? fallback : absl::GetFlag(FLAGS_svg);
+}
+
+int Fail(const std::string& what) {
+  std::fprintf(stderr, "tpdiff-bench: %s\n", what.c_str());
+  return 1;
+}
+
+}  // namespace
+
+int RunServiceBench() {
+  std::vector<int> worker_counts;
+  for (absl::string_view w : absl::StrSplit(absl::GetFlag(FLAGS_workers), ',')) {
+    int n = 0;
+    if (!absl::SimpleAtoi(w, &n) || n < 1) return Fail(absl::StrCat("--workers: bad count ", w));
+    worker_counts.push_back(n);
+  }
+  const int jobs = absl::GetFlag(FLAGS_jobs) > 0 ? absl::GetFlag(FLAGS_jobs) : 60;
+  TempDir tmp;
+  if (tmp.path().empty()) return Fail("cannot create a temporary folder");
+  const std::string models_dir = tmp.path() + "/models";
+  PackageSpec spec;
+  spec.name = "bench";
+  spec.dir = models_dir + "/bench";
+  spec.network = absl::GetFlag(FLAGS_network);
+  spec.frames = absl::GetFlag(FLAGS_service_frames);
+  spec.stage_steps = {1, 1, 1};
+  if (absl::Status s = WritePackage(spec); !s.ok()) return Fail(s.ToString());
+
+  api::GenerateRequest request;
+  request.set_model(spec.name);
+  request.set_prompt(absl::GetFlag(FLAGS_prompt));
+  for (int i = 0; i < 3; ++i) request.add_stage_steps(1);
+  request.mutable_preview()->set_enabled(true);
+
+  struct Row {
+    int workers, clients;
+    Run run;
+  };
+  std::vector<Row> rows;
+  for (int workers : worker_counts) {
+    auto service = Service::Start(models_dir, spec.name, workers, tmp.path());
+    if (!service.ok()) return Fail(service.status().ToString());
+    // Warm-up: every worker runs a job or two before the clock starts.
+    Run warm = RunJobs((*service)->stub(), request, 2 * workers, workers);
+    if (std::string e = FirstError(warm); !e.empty()) return Fail("warm-up job: " + e);
+    // One job at a time (1 worker only): latency without queueing. Then 2 jobs in flight
+    // per worker, so no worker waits for the next assignment and the queue is used.
+    std::vector<int> client_counts = {2 * workers};
+    if (workers == 1) client_counts.insert(client_counts.begin(), 1);
+    for (int clients : client_counts) {
+      Row row{workers, clients, RunJobs((*service)->stub(), request, jobs, clients)};
+      if (std::string e = FirstError(row.run); !e.empty()) return Fail("job: " + e);
+      rows.push_back(std::move(row));
+    }
+  }
+
+  std::printf(
+      "service benchmark: %s network, %d frames %dx%d, 1 step per stage (3 stages), GIF "
+      "previews + MP4, %d jobs per row, worker threads %d, %u cores\n",
+      spec.network.c_str(), spec.frames, 32, 32, jobs, absl::GetFlag(FLAGS_worker_threads),
+      std::thread::hardware_concurrency());
+  std::printf(
+      "  overhead = client-observed total - worker-reported (sampling + encoding); \"of it "
+      "queue\" = p50 of the reported queue time (admission to start on a worker)\n");
+  std::printf("  %-7s %-7s %8s %13s %13s %13s %13s %13s %13s\n", "workers", "clients",
+              "jobs/s", "overhead p50", "overhead p99", "of it queue", "sampling p50",
+              "encode p50", "total p50");
+  std::vector<Bar> bars;
+  for (const Row& row : rows) {
+    std::vector<double> overhead, queue, sampling, encode, total;
+    for (const JobSample& s : row.run.samples) {
+      overhead.push_back(s.overhead());
+      queue.push_back(s.queue);
+      sampling.push_back(s.sampling);
+      encode.push_back(s.encode);
+      total.push_back(s.total);
+    }
+    const double rate = row.run.samples.size() / row.run.wall;
+    std::printf("  %-7d %-7d %8.1f %13s %13s %13s %13s %13s %13s\n", row.workers, row.clients,
+                rate, Ms(Percentile(overhead, 0.5)).c_str(), Ms(Percentile(overhead, 0.99)).c_str(),
+                Ms(Percentile(queue, 0.5)).c_str(), Ms(Percentile(sampling, 0.5)).c_str(), Ms(Percentile(encode, 0.5)).c_str(),
+                Ms(Percentile(total, 0.5)).c_str());
+    bars.push_back({absl::StrCat(row.workers, row.workers == 1 ? " worker, " : " workers, ",
+                                 row.clients, row.clients == 1 ? " client" : " clients"),
+                    rate,
+                    absl::StrFormat("overhead p50 %s, p99 %s", Ms(Percentile(overhead, 0.5)),
+                                    Ms(Percentile(overhead, 0.99)))});
+  }
+  const std::string chart = ChartPath("bench-service.svg");
+  std::ofstream(chart) << HorizontalBarChartSvg(
+      absl::StrCat("Jobs per second through one front (", spec.network, " network, ",
+                   spec.frames, " frames, 1 step per stage)"),
+      "jobs/s", bars);
+  std::printf("  chart written to %s\n", chart.c_str());
+  return 0;
+}
+
+int RunPreviewBench() {
+  const int jobs = absl::GetFlag(FLAGS_jobs) > 0 ? absl::GetFlag(FLAGS_jobs) : 10;
+  TempDir tmp;
+  if (tmp.path().empty()) return Fail("cannot create a temporary folder");
+  std::string package_dir = absl::GetFlag(FLAGS_model);
+  std::string description = package_dir;
+  if (package_dir.empty()) {
+    PackageSpec spec;
+    spec.name = "random-cpu";
+    spec.dir = tmp.path() + "/models/random-cpu";
+    spec.network = "cpu";
+    if (absl::Status s = WritePackage(spec); !s.ok()) return Fail(s.ToString());
+    package_dir = spec.dir;
+    description = "random cpu-preset package (untrained, the bundled model's size)";
+  }
+  while (package_dir.size() > 1 && package_dir.back() == '/') package_dir.pop_back();
+  absl::StatusOr<core::ModelManifest> manifest = core::ReadManifest(package_dir);
+  if (!manifest.ok()) return Fail(manifest.status().ToString());
+  const fs::path path = fs::absolute(package_dir);
+  auto service = Service::Start(path.parent_path().string(), path.filename().string(), 1,
+                                tmp.path());
+  if (!service.ok()) return Fail(service.status().ToString());
+
+  api::GenerateRequest request;
+  request.set_model(manifest->name);
+  request.set_prompt(absl::GetFlag(FLAGS_prompt));
+  request.mutable_preview()->set_enabled(true);
+  Run warm = RunJobs((*service)->stub(), request, 1, 1);
+  if (std::string e = FirstError(warm); !e.empty()) return Fail("warm-up job: " + e);
+  Run run = RunJobs((*service)->stub(), request, jobs, 1);
+  if (std::string e = FirstError(run); !e.empty()) return Fail("job: " + e);
+
+  std::vector<double> first, total, fraction, stage1;
+  for (const JobSample& s : run.samples) {
+    if (s.first_preview < 0) return Fail("a job sent no preview");
+    first.push_back(s.first_preview);
+    total.push_back(s.total);
+    fraction.push_back(s.first_preview / s.total);
+    stage1.push_back(s.first_stage / s.total);
+  }
+  std::string steps;
+  for (int k : manifest->default_stage_steps) absl::StrAppend(&steps, steps.empty() ? "" : ",", k);
+  std::printf("preview benchmark: %s\n", description.c_str());
+  std::printf("  %s: %d frames %dx%d, stage steps %s, guidance %.1f; %d jobs one at a time, "
+              "worker threads %d, %u cores\n",
+              manifest->name.c_str(), manifest->frames, manifest->height, manifest->width,
+              steps.c_str(), manifest->default_guidance_scale, jobs,
+              absl::GetFlag(FLAGS_worker_threads), std::thread::hardware_concurrency());
+  std::printf("  %-22s %10s %10s %10s\n", "", "p50", "p90", "max");
+  auto line = [](const char* name, const std::vector<double>& v, bool percent) {
+    auto f = [&](double x) {
+      return percent ? absl::StrFormat("%.1f%%", 100 * x) : absl::StrFormat("%.3f s", x);
+    };
+    std::printf("  %-22s %10s %10s %10s\n", name, f(Percentile(v, 0.5)).c_str(),
+                f(Percentile(v, 0.9)).c_str(), f(Percentile(v, 1.0)).c_str());
+  };
+  line("first preview", first, false);
+  line("total", total, false);
+  line("first preview / total", fraction, true);
+  line("stage 1 / total", stage1, true);
+  const std::string chart = ChartPath("bench-preview.svg");
+  std::ofstream(chart) << HorizontalBarChartSvg(
+      absl::StrCat("Time to first preview vs. whole video (", manifest->name, ", p50 of ",
+                   jobs, " jobs)"),
+      "s",
+      {{"first preview", Percentile(first, 0.5),
+        absl::StrFormat("%.1f%% of total", 100 * Percentile(fraction, 0.5))},
+       {"whole video", Percentile(total, 0.5), ""}});
+  std::printf("  chart written to %s\n", chart.c_str());
+  return 0;
+}
+
+}  // namespace tpdiff::bench

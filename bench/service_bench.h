@@ -1,0 +1,19 @@
+#ifndef TPDIFF_BENCH_SERVICE_BENCH_H_
+#define TPDIFF_BENCH_SERVICE_BENCH_H_
+
+namespace tpdiff::bench {
+
+// `tpdiff-bench service`: a front (tpdiff::server::FrontServer in this process, real gRPC on
+// 127.0.0.1) with 1, 2 and 4 tpdiff-worker child processes serving a network that costs next
+// to nothing; prints the service's overhead per job (client-observed total minus the worker's
+// reported sampling and encoding time, p50/p99) and jobs per second. Returns the exit code.
+int RunServiceBench();
+
+// `tpdiff-bench preview --model DIR`: time to the first stage preview as a fraction of the
+// total generation time, over --jobs jobs on one worker process. Without --model, a random
+// package of the cpu preset (the bundled model's size) is made in a temporary folder.
+int RunPreviewBench();
+
+}  // namespace tpdiff::bench
+
+#endif  // TPDIFF_BENCH_SERVICE_BENCH_H_

@@ -1,0 +1,35 @@
+#ifndef TPDIFF_CLIENT_CREDENTIALS_H_
+#define TPDIFF_CLIENT_CREDENTIALS_H_
+
+#include <memory>
+#include <string>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace tpdiff::client {
+
+// How a client (the `tpdiff` CLI, a worker) dials the front; see docs/security.md.
+struct ChannelSecurity {
+  bool insecure = false;  // plaintext; only when asked for explicitly (--insecure)
+  std::string ca_file;    // PEM roots that sign the server's certificate; empty = system roots
+  std::string cert_file;  // client certificate (worker mTLS); empty = none
+  std::string key_file;   // its private key
+  // Sent on every call as "authorization: Bearer <key>"; gRPC sends call credentials only
+  // over TLS, so a key with `insecure` is refused rather than leaked.
+  std::string api_key;
+};
+
+// TLS (or plaintext) channel credentials with the API key attached. INVALID_ARGUMENT for
+// conflicting settings, NOT_FOUND naming an unreadable file.
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeChannelCredentials(
+    const ChannelSecurity& security);
+
+// A whole file; NOT_FOUND names `flag` and the path.
+absl::StatusOr<std::string> ReadFileContents(const std::string& path, absl::string_view flag);
+
+}  // namespace tpdiff::client
+
+#endif  // TPDIFF_CLIENT_CREDENTIALS_H_

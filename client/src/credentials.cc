@@ -1,0 +1,55 @@
+#include "tpdiff/client/credentials.h"
+
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+
+namespace tpdiff::client {
+
+absl::StatusOr<std::string> ReadFileContents(const std::string& path, absl::string_view flag) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat(flag, ": cannot read ", path));
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeChannelCredentials(
+    const ChannelSecurity& security) {
+  const bool tls_files =
+      !security.ca_file.empty() || !security.cert_file.empty() || !security.key_file.empty();
+  if (security.insecure) {
+    if (tls_files) {
+      return absl::InvalidArgumentError("--insecure conflicts with --tls-ca/--tls-cert/--tls-key");
+    }
+    if (!security.api_key.empty()) {
+      return absl::InvalidArgumentError(
+          "an API key is only sent over TLS: drop --insecure (and give --tls-ca) or the key");
+    }
+    return grpc::InsecureChannelCredentials();
+  }
+  if (security.cert_file.empty() != security.key_file.empty()) {
+    return absl::InvalidArgumentError("--tls-cert and --tls-key go together");
+  }
+  grpc::SslCredentialsOptions options;
+  if (!security.ca_file.empty()) {
+    absl::StatusOr<std::string> ca = ReadFileContents(security.ca_file, "--tls-ca");
+    if (!ca.ok()) return ca.status();
+    options.pem_root_certs = *std::move(ca);
+  }
+  if (!security.cert_file.empty()) {
+    absl::StatusOr<std::string> cert = ReadFileContents(security.cert_file, "--tls-cert");
+    if (!cert.ok()) return cert.status();
+    absl::StatusOr<std::string> key = ReadFileContents(security.key_file, "--tls-key");
+    if (!key.ok()) return key.status();
+    options.pem_cert_chain = *std::move(cert);
+    options.pem_private_key = *std::move(key);
+  }
+  std::shared_ptr<grpc::ChannelCredentials> channel = grpc::SslCredentials(options);
+  if (security.api_key.empty()) return channel;
+  return grpc::CompositeChannelCredentials(channel,
+                                           grpc::AccessTokenCredentials(security.api_key));
+}
+
+}  // namespace tpdiff::client

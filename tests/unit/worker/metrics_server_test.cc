@@ -1,0 +1,132 @@
+// The worker's /metrics endpoint, in a process that links LibTorch (where civetweb's
+// prometheus::Exposer cannot start its threads; see metrics_server.h), over real sockets.
+#include "tpdiff/worker/metrics_server.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <memory>
+#include <string>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "prometheus/registry.h"
+#include "tpdiff/worker/metrics.h"
+
+namespace tpdiff::worker {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+using ::testing::StartsWith;
+
+// Sends `request` to 127.0.0.1:port and returns everything the server answers.
+std::string Exchange(int port, const std::string& request) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<uint16_t>(port));
+  inet_pton(AF_INET, "127.0.0.1", &address.sin_addr);
+  std::string response;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0 &&
+      write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size())) {
+    char buffer[4096];
+    ssize_t n;
+    while ((n = read(fd, buffer, sizeof(buffer))) > 0) response.append(buffer, n);
+  }
+  close(fd);
+  return response;
+}
+
+std::string Get(int port, const std::string& path) {
+  return Exchange(port, "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+}
+
+class MetricsServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    metrics_.ObserveStep(2, 0.01);
+    auto started = MetricsServer::Start("127.0.0.1:0", registry_);
+    ASSERT_TRUE(started.ok()) << started.status();
+    server_ = *std::move(started);
+    ASSERT_GT(server_->port(), 0);
+  }
+
+  std::shared_ptr<prometheus::Registry> registry_ = std::make_shared<prometheus::Registry>();
+  WorkerMetrics metrics_{*registry_};
+  std::unique_ptr<MetricsServer> server_;
+};
+
+TEST_F(MetricsServerTest, ServesTheRegistryInTheTextFormat) {
+  const std::string response = Get(server_->port(), "/metrics");
+  EXPECT_THAT(response, StartsWith("HTTP/1.1 200 OK\r\n"));
+  EXPECT_THAT(response, HasSubstr("Content-Type: text/plain; version=0.0.4"));
+  EXPECT_THAT(response, HasSubstr("# TYPE tpdiff_worker_step_seconds histogram"));
+  EXPECT_THAT(response, HasSubstr("tpdiff_worker_step_seconds_count{stage=\"2\"} 1"));
+  const size_t body = response.find("\r\n\r\n") + 4;
+  EXPECT_THAT(response, HasSubstr("Content-Length: " + std::to_string(response.size() - body)));
+}
+
+TEST_F(MetricsServerTest, EachScrapeSeesTheCurrentValues) {
+  metrics_.ObserveStep(2, 0.01);
+  EXPECT_THAT(Get(server_->port(), "/metrics?x=1"),
+              HasSubstr("tpdiff_worker_step_seconds_count{stage=\"2\"} 2"));
+}
+
+TEST_F(MetricsServerTest, HeadHasNoBody) {
+  const std::string response =
+      Exchange(server_->port(), "HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_THAT(response, StartsWith("HTTP/1.1 200 OK\r\n"));
+  EXPECT_EQ(response.substr(response.find("\r\n\r\n") + 4), "");
+}
+
+TEST_F(MetricsServerTest, OtherPathsAndMethodsAreRefused) {
+  EXPECT_THAT(Get(server_->port(), "/"), StartsWith("HTTP/1.1 404 "));
+  EXPECT_THAT(Exchange(server_->port(), "POST /metrics HTTP/1.1\r\nHost: x\r\n\r\n"),
+              StartsWith("HTTP/1.1 405 "));
+  EXPECT_THAT(Exchange(server_->port(), "garbage\r\n\r\n"), StartsWith("HTTP/1.1 400 "));
+  // Still serving after the refusals.
+  EXPECT_THAT(Get(server_->port(), "/metrics"), StartsWith("HTTP/1.1 200 OK"));
+}
+
+TEST_F(MetricsServerTest, ABusyPortIsUnavailable) {
+  auto second =
+      MetricsServer::Start("127.0.0.1:" + std::to_string(server_->port()), registry_);
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(second.status().message(), HasSubstr("in use"));
+}
+
+TEST(MetricsServerAddressTest, MalformedAddressesAreInvalidArguments) {
+  auto registry = std::make_shared<prometheus::Registry>();
+  for (const std::string listen : {"", "localhost", "127.0.0.1:99999", "127.0.0.1:http",
+                                   "::1:9090", "[::1]9090"}) {
+    auto server = MetricsServer::Start(listen, registry);
+    ASSERT_FALSE(server.ok()) << listen;
+    EXPECT_EQ(server.status().code(), absl::StatusCode::kInvalidArgument) << listen;
+    EXPECT_THAT(server.status().message(), HasSubstr("metrics-listen")) << listen;
+  }
+}
+
+TEST(MetricsServerAddressTest, ABarePortListensOnEveryIpv4Address) {
+  auto registry = std::make_shared<prometheus::Registry>();
+  auto server = MetricsServer::Start("0", registry);
+  ASSERT_TRUE(server.ok()) << server.status();
+  EXPECT_THAT(Get((*server)->port(), "/metrics"), StartsWith("HTTP/1.1 200 OK"));
+}
+
+TEST(MetricsServerAddressTest, AGoneRegistryServesAnEmptyPage) {
+  auto registry = std::make_shared<prometheus::Registry>();
+  auto server = MetricsServer::Start("127.0.0.1:0", registry);
+  ASSERT_TRUE(server.ok()) << server.status();
+  registry.reset();
+  const std::string response = Get((*server)->port(), "/metrics");
+  EXPECT_THAT(response, StartsWith("HTTP/1.1 200 OK"));
+  EXPECT_THAT(response, Not(HasSubstr("tpdiff_")));
+}
+
+}  // namespace
+}  // namespace tpdiff::worker
