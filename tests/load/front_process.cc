@@ -166,6 +166,16 @@ bool FrontProcess::WaitForMetric(const std::string& series, double value,
   return true;
 }
 
+bool FrontProcess::WaitForMetricAtMost(const std::string& series, double value,
+                                       absl::Duration timeout) const {
+  const absl::Time until = absl::Now() + timeout;
+  for (double now = MetricValue(series); now < 0 || now > value; now = MetricValue(series)) {
+    if (absl::Now() > until) return false;
+    absl::SleepFor(absl::Milliseconds(50));  // polling a real process
+  }
+  return true;
+}
+
 void FrontProcess::Signal(int signal) const {
   if (pid_ > 0 && !exited_) kill(pid_, signal);
 }

@@ -46,6 +46,8 @@ class FrontProcess {
   double MetricValue(const std::string& series) const;
   // Waits until MetricValue(series) >= value; false on timeout.
   bool WaitForMetric(const std::string& series, double value, absl::Duration timeout) const;
+  // Waits until 0 <= MetricValue(series) <= value (a gauge draining); false on timeout.
+  bool WaitForMetricAtMost(const std::string& series, double value, absl::Duration timeout) const;
 
   void Signal(int signal) const;
   // Waits for the front to exit; its exit status (WEXITSTATUS, or 128 + signal), or -1 on
