@@ -20,16 +20,10 @@ inline absl::StatusOr<std::string> WriteTinyPackage(const std::string& name,
   namespace fs = std::filesystem;
   std::string tmpl = (fs::temp_directory_path() / "tpdiff-worker-test-XXXXXX").string();
   if (mkdtemp(tmpl.data()) == nullptr) return absl::InternalError("mkdtemp failed");
-  core::NetworkConfig config;
-  config.width = 32;
-  config.depth = 1;
-  config.heads = 2;
-  config.mlp_ratio = 2;
-  config.text_width = 32;
-  config.text_layers = 1;
-  config.text_heads = 2;
+  absl::StatusOr<core::NetworkConfig> config = core::NetworkPreset("tiny");
+  if (!config.ok()) return config.status();
   absl::Status s =
-      core::CreateRandomBuiltinPackage((fs::path(tmpl) / name).string(), name, config, seed);
+      core::CreateRandomBuiltinPackage((fs::path(tmpl) / name).string(), name, *config, seed);
   if (!s.ok()) return s;
   return tmpl;
 }
