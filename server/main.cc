@@ -3,7 +3,6 @@
 #include <signal.h>
 #include <stdlib.h>
 
-#include <algorithm>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -17,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "tpdiff/client/flag_names.h"
 #include "tpdiff/server/clock.h"
 #include "tpdiff/server/front_server.h"
 #include "tpdiff/server/local_workers.h"
@@ -52,24 +52,6 @@ ABSL_FLAG(std::string, auth, "api-key", "api-key (bearer keys from --tenants-fil
 ABSL_FLAG(std::string, tenants_file, "", "JSON tenants file: API key hashes and limits (docs/security.md)");
 
 namespace {
-
-// Accepts --flag-name as well as absl's --flag_name (the docs and the deployment manifests
-// spell flags with dashes). Only the name before '=' changes.
-std::vector<char*> NormalizeFlagNames(int argc, char** argv, std::vector<std::string>& storage) {
-  storage.assign(argv, argv + argc);
-  std::vector<char*> out;
-  for (std::string& arg : storage) {
-    if (arg.size() > 2 && arg.compare(0, 2, "--") == 0) {
-      const size_t end = std::min(arg.find('='), arg.size());
-      for (size_t i = 2; i < end; ++i) {
-        if (arg[i] == '-') arg[i] = '_';
-      }
-    }
-    out.push_back(arg.data());
-  }
-  out.push_back(nullptr);
-  return out;
-}
 
 // Security options from the flags (docs/security.md): TLS unless --insecure, worker
 // authentication whenever TLS is on, API keys unless --auth=none.
@@ -121,7 +103,7 @@ absl::Status ConfigureSecurity(tpdiff::server::FrontServerOptions& options) {
 
 int main(int raw_argc, char** raw_argv) {
   std::vector<std::string> arg_storage;
-  std::vector<char*> normalized = NormalizeFlagNames(raw_argc, raw_argv, arg_storage);
+  std::vector<char*> normalized = tpdiff::client::NormalizeFlagNames(raw_argc, raw_argv, arg_storage);
   int argc = raw_argc;
   char** argv = normalized.data();
   absl::FlagsUsageConfig usage;
