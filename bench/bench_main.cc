@@ -5,19 +5,31 @@
 
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "model_bench.h"
 #include "sampler_bench.h"
+#include "tpdiff/core/cpu_runtime.h"
 #ifdef TPDIFF_BENCH_SERVICE
 #include "service_bench.h"
 #endif
 
 int main(int argc, char** argv) {
+  // `models` times whole videos of two models on what may be a shared machine, where
+  // LibTorch's spinning OpenMP threads stall every op when descheduled (core/cpu_runtime.h);
+  // tpdiff-train runs with the passive wait policy, so the bench of its packages does too.
+  if (argc > 1 && std::string(argv[1]) == "models") {
+    tpdiff::core::ReexecWithPassiveOpenMpWait(argv);
+  }
   absl::SetProgramUsageMessage(
       "tpdiff-bench sampler [--frames --size --stage_steps --guidance --repeats --threads --svg]\n"
       "  tpdiff-bench service [--workers=1,2,4 --jobs --network=null|tiny --worker_threads --svg]\n"
-      "  tpdiff-bench preview [--model=DIR --jobs --worker_threads --svg]");
+      "  tpdiff-bench preview [--model=DIR --jobs --worker_threads --svg]\n"
+      "  tpdiff-bench models --vanilla_model=DIR [--tpdiff_model=DIR --prompts=FILE\n"
+      "      --max_prompts --guidance --threads --device --out=DIR --json=FILE --svg=FILE\n"
+      "      --sampler_row --warmup]");
   std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
   const std::string command = positional.size() > 1 ? positional[1] : "";
   if (command == "sampler") return tpdiff::bench::RunSamplerBench();
+  if (command == "models") return tpdiff::bench::RunModelBench();
 #ifdef TPDIFF_BENCH_SERVICE
   if (command == "service") return tpdiff::bench::RunServiceBench();
   if (command == "preview") return tpdiff::bench::RunPreviewBench();

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <optional>
 #include <thread>
 #include <string>
 #include <vector>
@@ -22,7 +23,10 @@ ABSL_FLAG(int, frames, 16, "frames at full frame rate");
 ABSL_FLAG(int, size, 32, "height and width");
 ABSL_FLAG(int, net_width, 32, "channels of the fixed-cost conv network");
 ABSL_FLAG(std::string, stage_steps, "10,10,10", "steps per stage, noisiest first");
-ABSL_FLAG(double, guidance, 3.0, "guidance scale (> 1 doubles the network batch, as served)");
+// Optional so that `models` can tell "not given" (each package's default) from a value.
+ABSL_FLAG(std::optional<double>, guidance, std::nullopt,
+          "guidance scale (> 1 doubles the network batch, as served); sampler: default 3, "
+          "models: default each package's");
 ABSL_FLAG(int, repeats, 5, "timed runs of each sampler (interleaved), after one warm-up each");
 ABSL_FLAG(int, threads, 0, "intra-op threads (0 = all cores)");
 ABSL_FLAG(std::string, device, "cpu", "cpu or cuda");
@@ -73,7 +77,7 @@ int RunSamplerBench() {
   core::SampleRequest request;
   request.height = request.width = absl::GetFlag(FLAGS_size);
   request.tokens = torch::ones({1, 8}, torch::kLong);
-  request.guidance_scale = absl::GetFlag(FLAGS_guidance);
+  request.guidance_scale = absl::GetFlag(FLAGS_guidance).value_or(3.0);
   request.device = device;
 
   auto run = [&](const core::StagePlan& plan, FrameCounter* counter) {

@@ -33,6 +33,9 @@ ABSL_FLAG(uint64_t, seed, 0, "seed for initialisation, data and noise");
 ABSL_FLAG(int64_t, checkpoint_every, 0,
           "write checkpoint + package every N steps (0 = only at the end)");
 ABSL_FLAG(bool, resume, false, "continue from <out>/checkpoint if it exists");
+ABSL_FLAG(std::string, init_from, "",
+          "warm start from this model package's weights (parameters it lacks keep their "
+          "initialisation; fresh optimizer and schedule); ignored when --resume finds a checkpoint");
 ABSL_FLAG(std::string, device, "cpu", "cpu or cuda[:N]");
 ABSL_FLAG(int, threads, 0, "intra-op threads (0 = all cores)");
 ABSL_FLAG(int, render_threads, 1, "data-rendering threads");
@@ -46,6 +49,10 @@ ABSL_FLAG(int, heads, 0, "override: attention heads");
 ABSL_FLAG(int, patch, 0, "override: patch size (2, 4, 8)");
 ABSL_FLAG(int, text_width, 0, "override: caption encoder width");
 ABSL_FLAG(int, text_layers, -1, "override: caption encoder layers");
+ABSL_FLAG(int, refine_channels, -1, "override: pixel refinement channels (0 = none)");
+ABSL_FLAG(int, word_conditioning, -1, "override: 1 = per-word conditioning vectors, 0 = none");
+ABSL_FLAG(int, word_layout_frames, -1,
+          "override: per-word space-time layout prior over this many frames (0 = none)");
 ABSL_FLAG(int, frames, 16, "clip frames");
 ABSL_FLAG(double, progress_interval, 1.0, "seconds between progress lines");
 ABSL_FLAG(bool, bench, false,
@@ -91,6 +98,7 @@ int main(int argc, char** argv) {
   o.seed = absl::GetFlag(FLAGS_seed);
   o.checkpoint_every = absl::GetFlag(FLAGS_checkpoint_every);
   o.resume = absl::GetFlag(FLAGS_resume);
+  o.init_from = absl::GetFlag(FLAGS_init_from);
   o.device = absl::GetFlag(FLAGS_device);
   o.threads = absl::GetFlag(FLAGS_threads);
   o.render_threads = absl::GetFlag(FLAGS_render_threads);
@@ -111,6 +119,9 @@ int main(int argc, char** argv) {
   if (int v = absl::GetFlag(FLAGS_patch); v > 0) o.network.patch = v;
   if (int v = absl::GetFlag(FLAGS_text_width); v > 0) o.network.text_width = v;
   if (int v = absl::GetFlag(FLAGS_text_layers); v >= 0) o.network.text_layers = v;
+  if (int v = absl::GetFlag(FLAGS_refine_channels); v >= 0) o.network.refine_channels = v;
+  if (int v = absl::GetFlag(FLAGS_word_conditioning); v >= 0) o.network.word_conditioning = v;
+  if (int v = absl::GetFlag(FLAGS_word_layout_frames); v >= 0) o.network.word_layout_frames = v;
 
   const absl::Status status =
       absl::GetFlag(FLAGS_bench)

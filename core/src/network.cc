@@ -93,7 +93,9 @@ absl::Status NetworkConfig::Validate() const {
         range("mlp_ratio", mlp_ratio, 1, 16), range("vocab_size", vocab_size, 1, 1 << 20),
         range("max_tokens", max_tokens, 1, 1024), range("text_width", text_width, 8, 4096),
         range("text_layers", text_layers, 0, 32), range("text_heads", text_heads, 1, 64),
-        range("max_stages", max_stages, 1, 16)}) {
+        range("max_stages", max_stages, 1, 16), range("refine_channels", refine_channels, 0, 256),
+        range("word_conditioning", word_conditioning, 0, 1),
+        range("word_layout_frames", word_layout_frames, 0, 64)}) {
     if (!s.ok()) return s;
   }
   if (width % heads != 0)
@@ -118,6 +120,10 @@ std::string NetworkConfig::ToJson() const {
       {"heads", heads},           {"mlp_ratio", mlp_ratio},   {"vocab_size", vocab_size},
       {"max_tokens", max_tokens}, {"text_width", text_width}, {"text_layers", text_layers},
       {"text_heads", text_heads}, {"max_stages", max_stages}};
+  // Absent when 0 so packages without refinement keep their exact manifest.
+  if (refine_channels > 0) j["refine_channels"] = refine_channels;
+  if (word_conditioning > 0) j["word_conditioning"] = word_conditioning;
+  if (word_layout_frames > 0) j["word_layout_frames"] = word_layout_frames;
   return j.dump();
 }
 
@@ -131,7 +137,9 @@ absl::StatusOr<NetworkConfig> NetworkConfig::FromJson(const std::string& json_te
       {"max_width", &c.max_width},   {"width", &c.width},           {"depth", &c.depth},
       {"heads", &c.heads},           {"mlp_ratio", &c.mlp_ratio},   {"vocab_size", &c.vocab_size},
       {"max_tokens", &c.max_tokens}, {"text_width", &c.text_width}, {"text_layers", &c.text_layers},
-      {"text_heads", &c.text_heads}, {"max_stages", &c.max_stages}};
+      {"text_heads", &c.text_heads}, {"max_stages", &c.max_stages},
+      {"refine_channels", &c.refine_channels}, {"word_conditioning", &c.word_conditioning},
+      {"word_layout_frames", &c.word_layout_frames}};
   for (auto it = j.begin(); it != j.end(); ++it) {
     int* target = nullptr;
     for (const auto& [name, ptr] : fields) {
@@ -156,7 +164,10 @@ absl::StatusOr<NetworkConfig> NetworkConfig::FromJson(const std::string& json_te
 
 absl::StatusOr<NetworkConfig> NetworkPreset(const std::string& name) {
   NetworkConfig c;
-  if (name == "cpu") return c;
+  if (name == "cpu") {
+    c.refine_channels = 32;
+    return c;
+  }
   if (name == "tiny") {
     c.width = 32;
     c.depth = 1;
@@ -172,6 +183,7 @@ absl::StatusOr<NetworkConfig> NetworkPreset(const std::string& name) {
     c.depth = 6;
     c.heads = 6;
     c.text_width = 128;
+    c.refine_channels = 32;
     return c;
   }
   return absl::InvalidArgumentError(absl::StrCat("preset: \"", name, "\" is not tiny, cpu or gpu"));
@@ -211,6 +223,8 @@ int64_t EstimateForwardFlops(const NetworkConfig& c, int frames, int height, int
       ;
   macs += c.depth * (tok * per_token + L * 2 * dt * d);  // + caption k/v per block
   macs += c.text_layers * L * (4 * dt * dt + 2 * L * dt + 2 * c.mlp_ratio * dt * dt);
+  const int64_t r = c.refine_channels;
+  macs += int64_t{T} * height * width * 9 * (2 * c.channels * r + r * c.channels);
   return 2 * macs;
 }
 
@@ -361,6 +375,27 @@ TpdiffNetImpl::TpdiffNetImpl(const NetworkConfig& config) : config_(config) {
   ZeroLinear(final_proj_);
   input_skip_ = register_module("input_skip", MakeLinear(d, config.channels));
   ZeroLinear(input_skip_);
+  if (config.refine_channels > 0) {
+    const int r = config.refine_channels;
+    refine_in_ = register_module(
+        "refine_in", nn::Conv2d(nn::Conv2dOptions(2 * config.channels, r, 3).padding(1)));
+    refine_out_ = register_module(
+        "refine_out", nn::Conv2d(nn::Conv2dOptions(r, config.channels, 3).padding(1)));
+    torch::NoGradGuard no_grad;
+    refine_out_->weight.zero_();
+    refine_out_->bias.zero_();
+  }
+  if (config.word_conditioning > 0) {
+    word_cond_ = register_module("word_cond",
+                                 nn::Embedding(nn::EmbeddingOptions(config.vocab_size, d)));
+    torch::NoGradGuard no_grad;
+    word_cond_->weight.zero_();
+  }
+  if (config.word_layout_frames > 0) {
+    const int grid = (config.max_height / p) * (config.max_width / p);
+    word_layout_ = register_parameter(
+        "word_layout", torch::zeros({config.vocab_size, config.word_layout_frames, grid, d}));
+  }
 }
 
 std::pair<torch::Tensor, torch::Tensor> TpdiffNetImpl::EncodeText(const torch::Tensor& tokens) {
@@ -409,6 +444,26 @@ torch::Tensor TpdiffNetImpl::forward(const torch::Tensor& x, const torch::Tensor
           .to(h.scalar_type())
           .view({1, T, 1, d});
   h = h + spatial + temporal;
+  if (word_layout_.defined()) {
+    const torch::Tensor positions = TemporalPositions(k, static_cast<int>(T));
+    const int64_t last = positions[T - 1].item<int64_t>();
+    TORCH_CHECK(last < config_.word_layout_frames, "stage ", k, " with ", T,
+                " frames reaches full-rate frame ", last, "; the word layout covers ",
+                config_.word_layout_frames);
+    const int64_t vocab = config_.vocab_size;
+    const torch::Tensor table =
+        word_layout_.index_select(1, positions.to(x.device()))
+            .view({vocab, T, config_.max_height / p, config_.max_width / p, d})
+            .slice(2, 0, hp)
+            .slice(3, 0, wp)
+            .reshape({vocab, T * n * d});
+    // Word counts per caption (padding id 0 excluded) times the per-word tables.
+    const torch::Tensor words = tokens.to(torch::kLong);
+    const torch::Tensor counts =
+        torch::zeros({b, vocab}, h.options())
+            .scatter_add_(1, words, words.ne(0).to(h.scalar_type()));
+    h = h + torch::matmul(counts, table).view({b, T, n, d});
+  }
 
   auto [text, text_bias] = EncodeText(tokens);
   const torch::Tensor valid = (text_bias == 0).to(text.scalar_type()).unsqueeze(-1);
@@ -417,6 +472,10 @@ torch::Tensor TpdiffNetImpl::forward(const torch::Tensor& x, const torch::Tensor
   torch::Tensor cond = time_fc2_(torch::silu(
       time_fc1_(SinusoidalFeatures(t.reshape({-1}).to(torch::kFloat) * 1000.0, d, 10000.0))));
   cond = cond + stage_embed_(stage.reshape({-1}).to(torch::kLong)) + text_pool_(pooled);
+  if (word_cond_) {
+    const torch::Tensor words = tokens.to(torch::kLong);
+    cond = cond + (word_cond_(words) * words.ne(0).unsqueeze(-1).to(cond.scalar_type())).sum(1);
+  }
   cond = torch::silu(cond);
 
   for (const auto& block : *blocks_) {
@@ -426,10 +485,17 @@ torch::Tensor TpdiffNetImpl::forward(const torch::Tensor& x, const torch::Tensor
   h = final_proj_(Modulate(final_norm_(h), fm[0], fm[1]));
   // Unpatchify: [B, T, N, C*p*p] -> [B, C, T, H, W].
   const torch::Tensor skip = input_skip_(cond).view({b, c, 1, 1, 1});
-  return h.reshape({b, T, hp, wp, c, p, p})
-             .permute({0, 4, 1, 2, 5, 3, 6})
-             .reshape({b, c, T, H, W}) +
-         skip * x;
+  // Unpatchify to frames: [B, T, N, C*p*p] -> [B*T, C, H, W].
+  torch::Tensor frames = h.reshape({b, T, hp, wp, c, p, p})
+                             .permute({0, 1, 4, 2, 5, 3, 6})
+                             .reshape({b * T, c, H, W});
+  if (refine_in_) {
+    // Frames are folded into the batch: Conv2d is fast where Conv3d is not (cpu-notes).
+    const torch::Tensor x_frames = x.transpose(1, 2).reshape({b * T, c, H, W});
+    frames = frames +
+             refine_out_(torch::silu(refine_in_(torch::cat({frames, x_frames}, 1))));
+  }
+  return (skip * x + frames.view({b, T, c, H, W}).transpose(1, 2)).contiguous();
 }
 
 int64_t TpdiffNetImpl::ParameterCount() const {
@@ -448,12 +514,16 @@ NamedTensors NetworkState(const TpdiffNetImpl& net, const std::string& prefix) {
 
 absl::Status LoadNetworkState(TpdiffNetImpl& net,
                               const std::map<std::string, torch::Tensor>& tensors,
-                              const std::string& prefix) {
+                              const std::string& prefix, std::vector<std::string>* missing) {
   torch::NoGradGuard no_grad;
   for (auto& item : net.named_parameters(/*recurse=*/true)) {
     const std::string name = prefix + item.key();
     auto it = tensors.find(name);
     if (it == tensors.end()) {
+      if (missing != nullptr) {
+        missing->push_back(item.key());
+        continue;
+      }
       return absl::InvalidArgumentError(absl::StrCat("weights: tensor \"", name, "\" missing"));
     }
     if (it->second.sizes() != item.value().sizes()) {
@@ -532,6 +602,14 @@ absl::StatusOr<torch::Tensor> NetworkDenoiser::Predict(const DenoiserInput& in) 
   if (r[2] < 0 || r[3] >= c.vocab_size) {
     return absl::InvalidArgumentError(
         absl::StrCat("tokens: ids must be in [0, ", c.vocab_size, ")"));
+  }
+  if (c.word_layout_frames > 0) {
+    const int64_t last = (in.x.size(2) - 1) * (int64_t{1} << (r[0] - 1));
+    if (last >= c.word_layout_frames) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "x: ", in.x.size(2), " frames at stage ", r[0], " reach full-rate frame ", last,
+          "; the model covers ", c.word_layout_frames, " frames"));
+    }
   }
   return TorchCall("network forward", [&] {
     torch::NoGradGuard no_grad;

@@ -54,7 +54,11 @@ TrainingBatch DrawTrainingBatch(const StagePlan& plan, const torch::Tensor& x0,
   const torch::Tensor t = st.end + (st.start - st.end) * u;
   std::vector<int64_t> shape(x0.sizes().begin(), x0.sizes().end());
   shape[2] = st.frames;
-  torch::Tensor eps = at::randn(shape, generator, torch::kFloat).to(x0.device(), x0.scalar_type());
+  torch::Tensor eps =
+      options.noise_generator != nullptr
+          ? at::randn(shape, *options.noise_generator,
+                      torch::TensorOptions().device(x0.device()).dtype(x0.scalar_type()))
+          : at::randn(shape, generator, torch::kFloat).to(x0.device(), x0.scalar_type());
   if (options.align_noise && batch > 1) {
     eps = AlignNoise(TemporalDownTimes(x0, stage - 1), eps);
   }

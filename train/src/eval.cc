@@ -315,31 +315,67 @@ absl::Status WriteSummaryFiles(const std::string& out_dir, const EvalRunInfo& in
   return WriteTextFile(out_dir + "/results.json", ResultsToJson(info, results));
 }
 
-absl::StatusOr<EvalReport> RunEval(core::LoadedModel& model,
-                                   const std::vector<EvalPrompt>& prompts,
-                                   const EvalOptions& options, const std::string& out_dir,
-                                   const EvalProgress& progress) {
-  const core::ModelManifest& m = model.manifest();
+namespace {
+
+// The plan a run samples with. TPDiff: the package's stages with one entry per stage. Vanilla:
+// one full-rate stage whose steps are the entries' sum, so "--stage-steps 30" and
+// "--stage-steps 10,10,10" (the same total as a pyramid plan) both mean 30 steps.
+absl::StatusOr<core::StagePlan> ResolvePlan(const core::ModelManifest& m,
+                                            const EvalOptions& options) {
   if (options.sampler != "tpdiff" && options.sampler != "vanilla") {
     return absl::InvalidArgumentError(absl::StrCat(
         "sampler: '", options.sampler, "' is neither 'tpdiff' nor 'vanilla'"));
   }
-  const std::vector<int> steps =
+  const std::vector<int>& steps =
       options.stage_steps.empty() ? m.default_stage_steps : options.stage_steps;
   const core::NoiseSchedule schedule(m.parameterization);
+  if (options.sampler == "vanilla") {
+    int total = 0;
+    for (size_t i = 0; i < steps.size(); ++i) {
+      if (steps[i] < 1 || steps[i] > core::StagePlan::kMaxStepsPerStage) {
+        return absl::InvalidArgumentError(absl::StrCat("stage-steps: entry ", i + 1, " (",
+                                                       steps[i], ") is outside 1..",
+                                                       core::StagePlan::kMaxStepsPerStage));
+      }
+      total += steps[i];
+    }
+    absl::StatusOr<core::StagePlan> plan = core::StagePlan::Vanilla(schedule, m.frames, total);
+    if (!plan.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "stage-steps: ", total, " vanilla steps in total: ", plan.status().message()));
+    }
+    return plan;
+  }
   core::StagePlanOptions plan_options;
   plan_options.num_frames = m.frames;
   plan_options.num_stages = m.stages;
   plan_options.steps_per_stage = steps;
   plan_options.boundaries = m.boundaries;
-  absl::StatusOr<core::StagePlan> pyramid = core::StagePlan::Create(schedule, plan_options);
-  if (!pyramid.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("stage-steps: ", pyramid.status().message()));
+  absl::StatusOr<core::StagePlan> plan = core::StagePlan::Create(schedule, plan_options);
+  if (!plan.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("stage-steps: ", plan.status().message()));
   }
-  absl::StatusOr<core::StagePlan> plan =
-      options.sampler == "tpdiff"
-          ? pyramid
-          : core::StagePlan::Vanilla(schedule, m.frames, pyramid->total_steps());
+  return plan;
+}
+
+}  // namespace
+
+EvalRunner::EvalRunner(core::LoadedModel& model, std::vector<EvalPrompt> prompts,
+                       core::StagePlan plan, std::vector<torch::Tensor> tokens,
+                       std::string out_dir, int grid_scale)
+    : model_(model),
+      prompts_(std::move(prompts)),
+      plan_(std::move(plan)),
+      tokens_(std::move(tokens)),
+      out_dir_(std::move(out_dir)),
+      grid_scale_(grid_scale) {}
+
+absl::StatusOr<std::unique_ptr<EvalRunner>> EvalRunner::Create(core::LoadedModel& model,
+                                                               std::vector<EvalPrompt> prompts,
+                                                               const EvalOptions& options,
+                                                               std::string out_dir) {
+  const core::ModelManifest& m = model.manifest();
+  absl::StatusOr<core::StagePlan> plan = ResolvePlan(m, options);
   if (!plan.ok()) return plan.status();
 
   // Tokenize everything first: a bad prompt must fail before minutes of sampling.
@@ -354,50 +390,76 @@ absl::StatusOr<EvalReport> RunEval(core::LoadedModel& model,
   }
   if (absl::Status s = MakeDirs(out_dir); !s.ok()) return s;
 
-  EvalReport report;
-  report.info.model = m.name;
-  report.info.sampler = options.sampler;
-  for (const core::Stage& stage : plan->stages()) report.info.stage_steps.push_back(stage.steps);
-  report.info.total_steps = plan->total_steps();
-  report.info.guidance_scale = options.guidance_scale.value_or(m.default_guidance_scale);
-  report.info.device = model.device().str();
+  std::unique_ptr<EvalRunner> runner(new EvalRunner(model, std::move(prompts), *std::move(plan),
+                                                    std::move(tokens), std::move(out_dir),
+                                                    options.grid_scale));
+  EvalRunInfo& info = runner->report_.info;
+  info.model = m.name;
+  info.sampler = options.sampler;
+  for (const core::Stage& stage : runner->plan_.stages()) info.stage_steps.push_back(stage.steps);
+  info.total_steps = runner->plan_.total_steps();
+  info.guidance_scale = options.guidance_scale.value_or(m.default_guidance_scale);
+  info.device = model.device().str();
+  return runner;
+}
 
-  std::vector<torch::Tensor> videos_u8;
-  for (size_t i = 0; i < prompts.size(); ++i) {
-    core::SampleRequest request;
-    request.batch = 1;
-    request.channels = m.channels;
-    request.height = m.height;
-    request.width = m.width;
-    request.tokens = tokens[i];
-    request.guidance_scale = report.info.guidance_scale;
-    request.seed = prompts[i].seed;
-    request.device = model.device();
-    const auto begin = std::chrono::steady_clock::now();
-    absl::StatusOr<torch::Tensor> video =
-        core::PyramidSampler::Sample(model.denoiser(), *plan, request);
-    if (!video.ok()) {
-      return absl::Status(video.status().code(),
-                          absl::StrCat("prompt ", i, ": ", video.status().message()));
-    }
-    const torch::Tensor cpu = video->to(torch::kCPU);  // waits for an accelerator
-    const double seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
-    absl::StatusOr<EvalVideoResult> result =
-        ScoreAndWriteVideo(cpu, prompts[i], static_cast<int>(i), seconds, out_dir);
-    if (!result.ok()) return result.status();
-    videos_u8.push_back(VideoToUint8(cpu));
-    report.videos.push_back(*std::move(result));
-    if (progress) progress(static_cast<int>(i) + 1, static_cast<int>(prompts.size()),
-                           report.videos.back());
+absl::StatusOr<EvalVideoResult> EvalRunner::Next() {
+  const size_t i = report_.videos.size();
+  if (i >= prompts_.size()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("eval: all ", prompts_.size(), " prompts are done"));
   }
+  const core::ModelManifest& m = model_.manifest();
+  core::SampleRequest request;
+  request.batch = 1;
+  request.channels = m.channels;
+  request.height = m.height;
+  request.width = m.width;
+  request.tokens = tokens_[i];
+  request.guidance_scale = report_.info.guidance_scale;
+  request.seed = prompts_[i].seed;
+  request.device = model_.device();
+  const auto begin = std::chrono::steady_clock::now();
+  absl::StatusOr<torch::Tensor> video =
+      core::PyramidSampler::Sample(model_.denoiser(), plan_, request);
+  if (!video.ok()) {
+    return absl::Status(video.status().code(),
+                        absl::StrCat("prompt ", i, ": ", video.status().message()));
+  }
+  const torch::Tensor cpu = video->to(torch::kCPU);  // waits for an accelerator
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
+  absl::StatusOr<EvalVideoResult> result =
+      ScoreAndWriteVideo(cpu, prompts_[i], static_cast<int>(i), seconds, out_dir_);
+  if (!result.ok()) return result.status();
+  videos_u8_.push_back(VideoToUint8(cpu));
+  report_.videos.push_back(*result);
+  return result;
+}
+
+absl::StatusOr<EvalReport> EvalRunner::Finish() {
   if (absl::Status s =
-          WriteSummaryFiles(out_dir, report.info, videos_u8, report.videos, options.grid_scale);
+          WriteSummaryFiles(out_dir_, report_.info, videos_u8_, report_.videos, grid_scale_);
       !s.ok()) {
     return s;
   }
-  report.totals = Summarize(report.videos);
-  return report;
+  report_.totals = Summarize(report_.videos);
+  return report_;
+}
+
+absl::StatusOr<EvalReport> RunEval(core::LoadedModel& model,
+                                   const std::vector<EvalPrompt>& prompts,
+                                   const EvalOptions& options, const std::string& out_dir,
+                                   const EvalProgress& progress) {
+  absl::StatusOr<std::unique_ptr<EvalRunner>> runner =
+      EvalRunner::Create(model, prompts, options, out_dir);
+  if (!runner.ok()) return runner.status();
+  while ((*runner)->done() < (*runner)->total()) {
+    absl::StatusOr<EvalVideoResult> result = (*runner)->Next();
+    if (!result.ok()) return result.status();
+    if (progress) progress((*runner)->done(), (*runner)->total(), *result);
+  }
+  return (*runner)->Finish();
 }
 
 }  // namespace tpdiff::train

@@ -18,12 +18,14 @@
 #include <limits>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "tpdiff/core/cpu_runtime.h"
 #include "tpdiff/core/model_package.h"
 #include "tpdiff/core/safetensors.h"
@@ -190,7 +192,8 @@ std::string CheckpointDir(const TrainOptions& o) {
 }
 
 absl::Status SaveCheckpoint(const TrainOptions& o, const LoopState& s, core::TpdiffNetImpl& net,
-                            core::TpdiffNetImpl& ema, const AdamW& adam, torch::Generator& gen) {
+                            core::TpdiffNetImpl& ema, const AdamW& adam, torch::Generator& gen,
+                            torch::Generator* noise_gen) {
   const std::string dir = CheckpointDir(o);
   std::error_code ec;
   fs::create_directories(dir, ec);
@@ -199,6 +202,7 @@ absl::Status SaveCheckpoint(const TrainOptions& o, const LoopState& s, core::Tpd
   for (auto& t : core::NetworkState(ema, "ema.")) tensors.push_back(std::move(t));
   for (auto& t : adam.State("adam.")) tensors.push_back(std::move(t));
   tensors.emplace_back("rng", gen.get_state());
+  if (noise_gen != nullptr) tensors.emplace_back("rng_noise", noise_gen->get_state());
   TPDIFF_RETURN_IF_ERROR(
       core::WriteSafetensors((fs::path(dir) / "state.safetensors").string(), tensors));
   nlohmann::json j = {{"step", s.step},
@@ -214,7 +218,8 @@ absl::Status SaveCheckpoint(const TrainOptions& o, const LoopState& s, core::Tpd
 }
 
 absl::StatusOr<bool> LoadCheckpoint(const TrainOptions& o, LoopState* s, core::TpdiffNetImpl& net,
-                                    core::TpdiffNetImpl& ema, AdamW& adam, torch::Generator& gen) {
+                                    core::TpdiffNetImpl& ema, AdamW& adam, torch::Generator& gen,
+                                    torch::Generator* noise_gen) {
   const fs::path dir = CheckpointDir(o);
   if (!fs::exists(dir / "state.json")) return false;
   auto text = core::ReadFileToString((dir / "state.json").string());
@@ -245,10 +250,36 @@ absl::StatusOr<bool> LoadCheckpoint(const TrainOptions& o, LoopState* s, core::T
     auto rng = st->tensors.find("rng");
     if (rng == st->tensors.end()) return absl::DataLossError("checkpoint: rng state missing");
     gen.set_state(rng->second);
+    if (noise_gen != nullptr) {
+      auto noise_rng = st->tensors.find("rng_noise");
+      if (noise_rng == st->tensors.end()) {
+        return absl::DataLossError("checkpoint: rng_noise state missing (saved on another device?)");
+      }
+      noise_gen->set_state(noise_rng->second);
+    }
   } catch (const std::exception& e) {
     return absl::DataLossError(absl::StrCat("checkpoint state.json: ", e.what()));
   }
   return true;
+}
+
+// Loads a package's weights into `net`; returns the parameters the package did not have.
+absl::StatusOr<std::vector<std::string>> WarmStart(const std::string& package_dir,
+                                                   core::TpdiffNetImpl& net) {
+  auto manifest = core::ReadManifest(package_dir);
+  if (!manifest.ok()) return Flag("init-from", std::string(manifest.status().message()));
+  if (manifest->kind != "builtin") {
+    return Flag("init-from", absl::StrCat(package_dir, " is a ", manifest->kind,
+                                          " package; only builtin weights can seed training"));
+  }
+  auto weights =
+      core::ReadSafetensors((fs::path(package_dir) / manifest->weights_file).string());
+  if (!weights.ok()) return Flag("init-from", std::string(weights.status().message()));
+  std::vector<std::string> missing;
+  if (absl::Status s = core::LoadNetworkState(net, weights->tensors, "", &missing); !s.ok()) {
+    return Flag("init-from", std::string(s.message()));
+  }
+  return missing;
 }
 
 }  // namespace
@@ -422,14 +453,32 @@ absl::Status RunTraining(const TrainOptions& options_in, std::ostream* progress)
   for (auto& p : ema->parameters()) p.set_requires_grad(false);
   AdamW adam(OptimizerParams(*net));
   torch::Generator gen = at::make_generator<at::CPUGeneratorImpl>(Mix(o.seed, 0xA11CE));
+  // On an accelerator the noise is drawn there (see TrainingDrawOptions::noise_generator).
+  std::optional<torch::Generator> device_gen;
+  if (!device->is_cpu()) {
+    device_gen = at::globalContext().defaultGenerator(*device);
+    device_gen->set_current_seed(Mix(o.seed, 0xE95));
+  }
+  torch::Generator* noise_gen = device_gen ? &*device_gen : nullptr;
 
   LoopState s;
+  bool resumed_checkpoint = false;
   if (o.resume) {
-    auto resumed = LoadCheckpoint(o, &s, *net, *ema, adam, gen);
+    auto resumed = LoadCheckpoint(o, &s, *net, *ema, adam, gen, noise_gen);
     if (!resumed.ok()) return resumed.status();
+    resumed_checkpoint = *resumed;
     if (progress && *resumed) {
       *progress << "resumed from " << CheckpointDir(o) << " at step " << s.step << " ("
                 << FormatDuration(s.elapsed) << " trained)\n";
+    }
+  }
+  if (!resumed_checkpoint && !o.init_from.empty()) {
+    auto kept = WarmStart(o.init_from, *net);
+    if (!kept.ok()) return kept.status();
+    CopyParams(*ema, *net);
+    if (progress) {
+      *progress << "initialised from " << o.init_from << "; kept initial values for: "
+                << (kept->empty() ? "(none)" : absl::StrJoin(*kept, ", ")) << "\n";
     }
   }
   const int64_t params = net->ParameterCount();
@@ -454,7 +503,7 @@ absl::Status RunTraining(const TrainOptions& options_in, std::ostream* progress)
   const core::ModelManifest manifest = PackageManifest(o, *plan);
   auto write_outputs = [&]() -> absl::Status {
     TPDIFF_RETURN_IF_ERROR(core::WriteModelPackage(o.out_dir, manifest, *tokenizer, *ema));
-    return SaveCheckpoint(o, s, *net, *ema, adam, gen);
+    return SaveCheckpoint(o, s, *net, *ema, adam, gen, noise_gen);
   };
 
   ClipPrefetcher data(o.clip, o.batch, o.seed, s.step, o.render_threads, o.prefetch);
@@ -462,6 +511,7 @@ absl::Status RunTraining(const TrainOptions& options_in, std::ostream* progress)
   const double budget_s = o.minutes * 60.0;
   core::TrainingDrawOptions draw;
   draw.align_noise = o.align_noise;
+  draw.noise_generator = noise_gen;
   double smooth_loss = -1;
   const auto run_start = Clock::now();
   const double elapsed_at_start = s.elapsed;
@@ -597,6 +647,8 @@ absl::Status MeasureCosts(const TrainOptions& options_in, int repeats, std::ostr
     }
     AdamW adam(OptimizerParams(*net));
     torch::Generator gen = at::make_generator<at::CPUGeneratorImpl>(1);
+    std::optional<torch::Generator> device_gen;
+    if (!device->is_cpu()) device_gen = at::globalContext().defaultGenerator(*device);
     core::ClipBatch clips = core::RenderClipBatch(o.clip, o.batch, 1);
     const torch::Tensor x0 = clips.video.to(*device);
     const torch::Tensor tokens = torch::randint(1, o.network.vocab_size, {o.batch, 12}, lopts);
@@ -605,6 +657,7 @@ absl::Status MeasureCosts(const TrainOptions& options_in, int repeats, std::ostr
       core::TrainingDrawOptions draw;
       draw.align_noise = o.align_noise;
       draw.stage = k;
+      draw.noise_generator = device_gen ? &*device_gen : nullptr;
       auto step = [&] {
         const core::TrainingBatch tb = core::DrawTrainingBatch(*plan, x0, gen, draw);
         const torch::Tensor loss =

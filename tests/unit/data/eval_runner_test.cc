@@ -256,6 +256,75 @@ TEST_F(EvalTest, RunsARandomPackageWithBothSamplers) {
   EXPECT_EQ(ReadFile(dir_ / "again/0001/09.png"), ReadFile(dir_ / "tpdiff/0001/09.png"));
 }
 
+// tpdiff-eval --sampler vanilla --stage-steps 30 on a 3-stage package: with the vanilla
+// sampler one entry is the total number of full-rate steps, several entries their sum.
+TEST_F(EvalTest, VanillaSamplerTakesATotalStepCount) {
+  auto model = LoadRandomPackage();
+  ASSERT_TRUE(model.ok()) << model.status();
+  ASSERT_EQ((*model)->manifest().stages, 3);
+  auto prompts = ParsePromptList("a red circle moving left\t1000000001\n", 0);
+  ASSERT_TRUE(prompts.ok());
+  EvalOptions options;
+  options.sampler = "vanilla";
+  options.stage_steps = {3};
+  auto one = RunEval(**model, *prompts, options, (dir_ / "one").string());
+  ASSERT_TRUE(one.ok()) << one.status();
+  EXPECT_EQ(one->info.stage_steps, std::vector<int>{3});
+  EXPECT_EQ(one->info.total_steps, 3);
+  options.stage_steps = {2, 1, 1};
+  auto sum = RunEval(**model, *prompts, options, (dir_ / "sum").string());
+  ASSERT_TRUE(sum.ok()) << sum.status();
+  EXPECT_EQ(sum->info.stage_steps, std::vector<int>{4});
+  // Entries are still checked before sampling.
+  for (const std::vector<int>& bad : {std::vector<int>{0}, std::vector<int>{5, -1},
+                                      std::vector<int>{600, 600}}) {
+    options.stage_steps = bad;
+    auto r = RunEval(**model, *prompts, options, (dir_ / "bad").string());
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << bad.size();
+    EXPECT_TRUE(absl::StrContains(r.status().message(), "stage-steps")) << r.status();
+  }
+  EXPECT_FALSE(fs::exists(dir_ / "bad"));
+  // The TPDiff sampler still wants one entry per stage.
+  options.sampler = "tpdiff";
+  options.stage_steps = {3};
+  EXPECT_EQ(RunEval(**model, *prompts, options, (dir_ / "bad").string()).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+// Two runners interleaved (as tpdiff-bench models runs them) give what RunEval gives alone.
+TEST_F(EvalTest, InterleavedRunnersMatchRunEval) {
+  auto model = LoadRandomPackage();
+  ASSERT_TRUE(model.ok()) << model.status();
+  auto prompts = ParsePromptList(
+      "a red circle moving left\t1000000001\n"
+      "a blue square moving up\t1000000002\n",
+      0);
+  ASSERT_TRUE(prompts.ok());
+  EvalOptions tpdiff;
+  tpdiff.stage_steps = {1, 1, 1};
+  EvalOptions vanilla = tpdiff;
+  vanilla.sampler = "vanilla";
+  auto a = EvalRunner::Create(**model, *prompts, tpdiff, (dir_ / "a").string());
+  auto b = EvalRunner::Create(**model, *prompts, vanilla, (dir_ / "b").string());
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ((*b)->info().stage_steps, std::vector<int>{3});
+  EXPECT_EQ((*a)->total(), 2);
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE((*a)->Next().ok());
+    ASSERT_TRUE((*b)->Next().ok());
+  }
+  EXPECT_EQ((*a)->done(), 2);
+  EXPECT_EQ((*a)->Next().status().code(), absl::StatusCode::kFailedPrecondition);
+  auto report = (*b)->Finish();
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->totals.videos, 2);
+  ASSERT_TRUE((*a)->Finish().ok());
+  ASSERT_TRUE(RunEval(**model, *prompts, vanilla, (dir_ / "alone").string()).ok());
+  EXPECT_EQ(ReadFile(dir_ / "alone/0001/09.png"), ReadFile(dir_ / "b/0001/09.png"));
+  EXPECT_NE(ReadFile(dir_ / "a/0001/09.png"), ReadFile(dir_ / "b/0001/09.png"));
+  EXPECT_TRUE(fs::exists(dir_ / "a/results.json"));
+}
+
 TEST_F(EvalTest, RejectsBadOptionsBeforeSampling) {
   auto model = LoadRandomPackage();
   ASSERT_TRUE(model.ok()) << model.status();

@@ -142,6 +142,122 @@ TEST(NetworkTest, ConfigJsonRoundTripAndErrors) {
             "network.max_height: 32 not divisible by patch 5");
 }
 
+TEST(NetworkTest, PixelRefinementStartsNeutralAndLearns) {
+  NetworkConfig c = Tiny();
+  c.refine_channels = 8;
+  // Manifests written before the field existed mean "no refinement"; new ones carry it.
+  NetworkConfig legacy = Tiny();
+  EXPECT_EQ(legacy.ToJson().find("refine_channels"), std::string::npos);
+  auto back = NetworkConfig::FromJson(c.ToJson());
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->refine_channels, 8);
+  EXPECT_EQ(NetworkConfig::FromJson(R"({"refine_channels": 300})").status().message(),
+            "network.refine_channels: 300 outside [0, 256]");
+  EXPECT_EQ(NetworkPreset("cpu")->refine_channels, 32);
+
+  TpdiffNet net(c);
+  NetworkDenoiser d(net);
+  auto fresh = d.Predict(Input(2, 4, 1));
+  ASSERT_TRUE(fresh.ok()) << fresh.status();
+  EXPECT_EQ(fresh->abs().max().item<float>(), 0.0f);
+
+  // Both convolutions get gradient once the rest of the network is non-trivial, and the
+  // output then depends on them.
+  Randomize(*net, 5);
+  const DenoiserInput in = Input(2, 4, 2);
+  const torch::Tensor y = net->forward(in.x, in.t, in.stage, in.tokens);
+  y.pow(2).mean().backward();
+  for (const auto& p : net->named_parameters()) {
+    if (p.key().rfind("refine_", 0) != 0) continue;
+    ASSERT_TRUE(p.value().grad().defined()) << p.key();
+    EXPECT_GT(p.value().grad().abs().sum().item<float>(), 0.0f) << p.key();
+  }
+  {
+    torch::NoGradGuard no_grad;
+    for (const auto& p : net->named_parameters()) {
+      if (p.key().rfind("refine_out", 0) == 0) p.value().zero_();
+    }
+  }
+  EXPECT_FALSE(torch::allclose(net->forward(in.x, in.t, in.stage, in.tokens), y));
+}
+
+TEST(NetworkTest, WordConditioningStartsNeutralAndIgnoresPadding) {
+  NetworkConfig c = Tiny();
+  c.word_conditioning = 1;
+  auto back = NetworkConfig::FromJson(c.ToJson());
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->word_conditioning, 1);
+  EXPECT_EQ(Tiny().ToJson().find("word_conditioning"), std::string::npos);
+  EXPECT_EQ(NetworkConfig::FromJson(R"({"word_conditioning": 2})").status().message(),
+            "network.word_conditioning: 2 outside [0, 1]");
+
+  TpdiffNet net(c);
+  NetworkDenoiser d(net);
+  EXPECT_EQ(d.Predict(Input(1, 4, 1))->abs().max().item<float>(), 0.0f);
+
+  Randomize(*net, 6);
+  DenoiserInput in = Input(1, 4, 1);
+  in.tokens[0][0] = 4;
+  in.tokens[0][1] = 14;
+  const torch::Tensor y = *d.Predict(in);
+  DenoiserInput shorter = in;
+  shorter.tokens = in.tokens.slice(1, 0, 2);
+  EXPECT_TRUE(torch::allclose(*d.Predict(shorter), y, 1e-5, 1e-5));
+  {
+    torch::NoGradGuard no_grad;
+    for (const auto& p : net->named_parameters()) {
+      if (p.key() == "word_cond.weight") p.value()[14].zero_();
+    }
+  }
+  EXPECT_FALSE(torch::allclose(*d.Predict(in), y));  // word 14's own vector reaches the output
+}
+
+TEST(NetworkTest, WordLayoutPriorIsPerWordFrameAndPosition) {
+  NetworkConfig c = Tiny();
+  c.word_layout_frames = 16;
+  auto back = NetworkConfig::FromJson(c.ToJson());
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->word_layout_frames, 16);
+  EXPECT_EQ(Tiny().ToJson().find("word_layout_frames"), std::string::npos);
+
+  TpdiffNet net(c);
+  NetworkDenoiser d(net);
+  EXPECT_EQ(d.Predict(Input(1, 4, 3))->abs().max().item<float>(), 0.0f);  // starts at zero
+
+  Randomize(*net, 7);
+  torch::Tensor layout;
+  for (const auto& p : net->named_parameters()) {
+    if (p.key() == "word_layout") layout = p.value();
+  }
+  ASSERT_TRUE(layout.defined());
+  EXPECT_EQ(layout.sizes(), (std::vector<int64_t>{c.vocab_size, 16, 16, c.width}));
+  DenoiserInput in = Input(1, 4, 3);  // stage 3: full-rate frames 0, 4, 8, 12
+  in.tokens[0][0] = 4;
+  in.tokens[0][1] = 14;
+  const torch::Tensor y = *d.Predict(in);
+  auto zeroed = [&](int64_t word, int64_t frame) {
+    torch::NoGradGuard no_grad;
+    const torch::Tensor saved = layout[word][frame].clone();
+    layout[word][frame].zero_();
+    const torch::Tensor out = *d.Predict(in);
+    layout[word][frame].copy_(saved);
+    return out;
+  };
+  EXPECT_FALSE(torch::allclose(zeroed(14, 4), y));   // a word of the caption, a frame it uses
+  EXPECT_TRUE(torch::equal(zeroed(14, 5), y));       // a full-rate frame stage 3 skips
+  EXPECT_TRUE(torch::equal(zeroed(9, 4), y));        // a word not in the caption
+  DenoiserInput shorter = in;                        // padding adds nothing
+  shorter.tokens = in.tokens.slice(1, 0, 2);
+  EXPECT_TRUE(torch::allclose(*d.Predict(shorter), y, 1e-5, 1e-5));
+
+  // Frames beyond the table are an error, not a silent wrap.
+  c.word_layout_frames = 8;
+  TpdiffNet small(c);
+  NetworkDenoiser ds(small);
+  EXPECT_EQ(ds.Predict(Input(1, 16, 1)).status().message(),
+            "x: 16 frames at stage 1 reach full-rate frame 15; the model covers 8 frames");
+}
+
 TEST(NetworkTest, RecommendedConfigsStayWellUnderTenMillionParameters) {
   for (const char* preset : {"cpu", "gpu"}) {
     const NetworkConfig c = *NetworkPreset(preset);

@@ -144,6 +144,32 @@ TEST_F(RunTrainingTest, VanillaModeWritesASingleStagePackage) {
   EXPECT_EQ((*model)->manifest().default_stage_steps, (std::vector<int>{30}));
 }
 
+TEST_F(RunTrainingTest, WarmStartKeepsTrainedWeightsAndZeroInitialisesNewParts) {
+  TrainOptions base = Tiny("base");
+  ASSERT_TRUE(RunTraining(base, nullptr).ok());
+  TrainOptions warm = Tiny("warm");
+  warm.network.word_conditioning = 1;  // a part the base package does not have
+  warm.init_from = base.out_dir;
+  warm.iters = 1;
+  warm.lr = 1e-6;
+  warm.warmup = 0;
+  std::ostringstream progress;
+  ASSERT_TRUE(RunTraining(warm, &progress).ok()) << progress.str();
+  EXPECT_NE(progress.str().find("kept initial values for: word_cond.weight"), std::string::npos)
+      << progress.str();
+  const auto a = Weights(base);
+  const auto b = Weights(warm);
+  // One step at lr 1e-6 moves a weight by at most ~1e-6: the rest is the base package.
+  for (const auto& [name, t] : a) {
+    EXPECT_LT((t - b.at(name)).abs().max().item<float>(), 1e-4f) << name;
+  }
+  EXPECT_LT(b.at("word_cond.weight").abs().max().item<float>(), 1e-4f);
+
+  TrainOptions bad = Tiny("bad-init");
+  bad.init_from = (root_ / "no-such-package").string();
+  EXPECT_EQ(RunTraining(bad, nullptr).message().rfind("--init-from: ", 0), 0u);
+}
+
 TEST_F(RunTrainingTest, BadOptionsNameTheFlag) {
   TrainOptions o = Tiny("bad");
   o.iters = 0;

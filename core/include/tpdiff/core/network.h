@@ -21,6 +21,7 @@
 
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/conv.h>
 #include <torch/nn/modules/embedding.h>
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/modules/normalization.h>
@@ -31,6 +32,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -54,6 +56,24 @@ struct NetworkConfig {
   int text_layers = 2;  // caption encoder transformer layers
   int text_heads = 4;
   int max_stages = 5;  // stage embedding table covers 1..max_stages
+  // Pixel-space refinement after the patch decoder: two 3x3 convolutions per frame over
+  // [decoded patches, x_t] with this many hidden channels, added residually (last one starts
+  // at zero). Patches are decoded independently, so without it 8x8 seams stay visible.
+  // 0 = none (packages written before it existed have no such key).
+  int refine_channels = 0;
+  // 1 = every caption word also adds its own learned vector (zero at start) to the
+  // conditioning vector, next to the caption encoder's pooled state, so a word reaches every
+  // block even where the encoder has mapped several words to nearly one state (the shapes
+  // models do that for the eight motion directions). 0 = none (older packages, presets):
+  // 2,000 warm-started steps with it did not teach the shapes model direction (model card).
+  int word_conditioning = 0;
+  // > 0: a learned layout prior per caption word and space-time position, summed over the
+  // caption's words and added to the input tokens (zero at start): [vocab, frames, patches, D]
+  // over this many full-rate frame positions (stage-consistent, like the temporal positions).
+  // "moving left" has to put the object on the right early and on the left late, a
+  // word x frame x position pattern that the other conditioning paths reach only through
+  // products the network has to discover; this path has it directly. 0 = none.
+  int word_layout_frames = 0;
 
   // INVALID_ARGUMENT naming the field and its limit.
   absl::Status Validate() const;
@@ -63,9 +83,10 @@ struct NetworkConfig {
   static absl::StatusOr<NetworkConfig> FromJson(const std::string& json_text);
 };
 
-// Named configs: "tiny" (unit tests, ~30k parameters), "cpu" (the defaults above: 8x8 patches,
-// width 128, depth 4, 2.2M parameters, sized for a 90-minute run on 2 CPU cores), "gpu"
-// (4x4 patches, width 192, depth 6, 6.9M parameters, for an H100/H200 run).
+// Named configs: "tiny" (unit tests, ~30k parameters), "cpu" (the defaults above plus a
+// 32-channel refinement: 8x8 patches, width 128, depth 4, 2.25M parameters, sized for a
+// 90-minute run on 2 CPU cores), "gpu" (4x4 patches, width 192, depth 6, 32-channel
+// refinement, 6.9M parameters, for an H100/H200 run). Word conditioning is off in all.
 // INVALID_ARGUMENT for another name.
 absl::StatusOr<NetworkConfig> NetworkPreset(const std::string& name);
 
@@ -172,6 +193,9 @@ class TpdiffNetImpl : public torch::nn::Module {
   torch::nn::Linear final_modulation_{nullptr};  // cond -> shift, scale
   torch::nn::Linear final_proj_{nullptr};        // D -> C * patch^2, zero-initialised
   torch::nn::Linear input_skip_{nullptr};        // cond -> C: output += skip * x (see .cc)
+  torch::nn::Conv2d refine_in_{nullptr}, refine_out_{nullptr};  // when refine_channels > 0
+  torch::nn::Embedding word_cond_{nullptr};  // [vocab, D], zero at start; word_conditioning
+  torch::Tensor word_layout_;  // [vocab, word_layout_frames, grid patches, D]; see config
 };
 TORCH_MODULE(TpdiffNet);
 
@@ -180,9 +204,13 @@ TORCH_MODULE(TpdiffNet);
 NamedTensors NetworkState(const TpdiffNetImpl& net, const std::string& prefix = "");
 // Copies tensors named prefix + parameter path into the network (converting dtype/device).
 // INVALID_ARGUMENT naming the first missing or mis-shaped tensor; extra tensors are ignored.
+// With `missing` non-null, absent tensors are not an error: their parameter paths are
+// appended there and those parameters keep their initial values (warm starts of a network
+// that gained zero-initialised parts).
 absl::Status LoadNetworkState(TpdiffNetImpl& net,
                               const std::map<std::string, torch::Tensor>& tensors,
-                              const std::string& prefix = "");
+                              const std::string& prefix = "",
+                              std::vector<std::string>* missing = nullptr);
 
 // Adapts a TpdiffNet to the sampler's Denoiser interface: validates shapes and token ids
 // (INVALID_ARGUMENT naming the input and limit), runs without autograd, converts LibTorch

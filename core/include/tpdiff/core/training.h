@@ -20,10 +20,14 @@ struct TrainingBatch {
 struct TrainingDrawOptions {
   bool align_noise = true;  // data-noise alignment by minimum-cost assignment
   int stage = 0;            // 0 = draw uniformly from 1..K; else force this stage
+  // Generator on x0's device for the noise; null = draw it from the CPU generator and copy.
+  // On a GPU, CPU draws of a large batch's noise cost more than the training step itself.
+  torch::Generator* noise_generator = nullptr;
 };
 
 // Draws a stage, times and noise for clean full-rate videos x0 [B, C, T, H, W] and builds
-// x_t and its target. Randomness comes from `generator` (CPU); tensors stay on x0's device.
+// x_t and its target. Stage and times come from `generator` (CPU), the noise from
+// options.noise_generator when given, else from `generator`; tensors stay on x0's device.
 TrainingBatch DrawTrainingBatch(const StagePlan& plan, const torch::Tensor& x0,
                                 torch::Generator& generator,
                                 const TrainingDrawOptions& options = {});

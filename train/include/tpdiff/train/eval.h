@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -26,6 +27,7 @@
 #include "absl/strings/string_view.h"
 #include "tpdiff/core/eval_detector.h"
 #include "tpdiff/core/model_package.h"
+#include "tpdiff/core/stage_plan.h"
 #include "tpdiff/core/synthetic_data.h"
 
 namespace tpdiff::train {
@@ -104,8 +106,11 @@ absl::Status WriteSummaryFiles(const std::string& out_dir, const EvalRunInfo& in
                                const std::vector<EvalVideoResult>& results, int grid_scale);
 
 struct EvalOptions {
-  std::string sampler = "tpdiff";       // "tpdiff" | "vanilla" (K = 1, same total steps)
-  std::vector<int> stage_steps;         // empty = the manifest's default_stage_steps
+  std::string sampler = "tpdiff";  // "tpdiff" | "vanilla" (K = 1, full frame rate)
+  // tpdiff: one entry per stage of the package, noisiest first. vanilla: the total number of
+  // full-rate steps, or several entries (e.g. a pyramid plan's) whose sum is that total.
+  // Empty = the manifest's default_stage_steps (their sum for vanilla).
+  std::vector<int> stage_steps;
   std::optional<double> guidance_scale; // empty = the manifest's default
   int grid_scale = 4;
 };
@@ -126,6 +131,46 @@ absl::StatusOr<EvalReport> RunEval(core::LoadedModel& model,
                                    const std::vector<EvalPrompt>& prompts,
                                    const EvalOptions& options, const std::string& out_dir,
                                    const EvalProgress& progress = nullptr);
+
+// RunEval one video at a time, for callers that interleave several models on one machine
+// (tpdiff-bench models alternates prompts between packages, so that a change in the machine's
+// load hits every model alike). RunEval is Create, Next until done(), Finish.
+//
+// Borrows `model`, which must outlive the runner; not thread-safe.
+class EvalRunner {
+ public:
+  // Validates the options and tokenizes every prompt (RunEval's errors), then creates out_dir.
+  static absl::StatusOr<std::unique_ptr<EvalRunner>> Create(core::LoadedModel& model,
+                                                            std::vector<EvalPrompt> prompts,
+                                                            const EvalOptions& options,
+                                                            std::string out_dir);
+  EvalRunner(const EvalRunner&) = delete;
+  EvalRunner& operator=(const EvalRunner&) = delete;
+
+  // What will be / was sampled: the resolved plan, guidance and device.
+  const EvalRunInfo& info() const { return report_.info; }
+  int done() const { return static_cast<int>(report_.videos.size()); }
+  int total() const { return static_cast<int>(prompts_.size()); }
+
+  // Samples, scores and writes the next prompt's video; FAILED_PRECONDITION when all are done.
+  absl::StatusOr<EvalVideoResult> Next();
+  // Writes grid.png and results.json for the videos sampled so far (at least one) and
+  // returns the report with its totals.
+  absl::StatusOr<EvalReport> Finish();
+
+ private:
+  EvalRunner(core::LoadedModel& model, std::vector<EvalPrompt> prompts, core::StagePlan plan,
+             std::vector<torch::Tensor> tokens, std::string out_dir, int grid_scale);
+
+  core::LoadedModel& model_;
+  std::vector<EvalPrompt> prompts_;
+  core::StagePlan plan_;
+  std::vector<torch::Tensor> tokens_;
+  std::string out_dir_;
+  int grid_scale_;
+  EvalReport report_;
+  std::vector<torch::Tensor> videos_u8_;
+};
 
 }  // namespace tpdiff::train
 

@@ -45,6 +45,10 @@ struct TrainOptions {
   uint64_t seed = 0;
   int64_t checkpoint_every = 0;                  // steps; 0 = only at the end
   bool resume = false;                           // continue from <out_dir>/checkpoint if present
+  // Warm start (when not resuming a checkpoint): initial weights from this package's
+  // weights file; parameters the package lacks keep their (zero) initialisation, and the
+  // optimizer, step count and schedule start fresh. Empty = random initialisation.
+  std::string init_from;
   std::string device = "cpu";                    // "cpu" | "cuda" (| "cuda:N")
   int threads = 0;                               // intra-op threads; 0 = hardware concurrency
   int render_threads = 1;                        // data-rendering threads (off the training thread)
