@@ -106,13 +106,7 @@ nlohmann::json RowJson(const Row& row, const std::string& eval_out) {
           {"seconds_per_video_mean", Mean(seconds)},
           {"seconds_per_video_median", Median(seconds)},
           {"adherence", t.adherence},
-          {"attributes",
-           {{"background", t.background},
-            {"count", t.count},
-            {"color", t.color},
-            {"shape", t.shape},
-            {"direction", t.direction},
-            {"speed", t.speed}}},
+          {"attributes", train::AttributesJson(t)},
           {"smoothness", {{"jerk", t.jerk}, {"frame_change", t.frame_change}}},
           {"eval_out", eval_out}};
 }

@@ -237,6 +237,11 @@ EvalTotals Summarize(const std::vector<EvalVideoResult>& results) {
   return t;
 }
 
+nlohmann::json AttributesJson(const EvalTotals& t) {
+  return {{"background", t.background}, {"count", t.count},         {"color", t.color},
+          {"shape", t.shape},           {"direction", t.direction}, {"speed", t.speed}};
+}
+
 std::string ResultsToJson(const EvalRunInfo& info, const std::vector<EvalVideoResult>& results) {
   nlohmann::json videos = nlohmann::json::array();
   for (size_t i = 0; i < results.size(); ++i) {
@@ -265,13 +270,7 @@ std::string ResultsToJson(const EvalRunInfo& info, const std::vector<EvalVideoRe
   nlohmann::json totals = {
       {"videos", t.videos},
       {"adherence", t.adherence},
-      {"attributes",
-       {{"background", t.background},
-        {"count", t.count},
-        {"color", t.color},
-        {"shape", t.shape},
-        {"direction", t.direction},
-        {"speed", t.speed}}},
+      {"attributes", AttributesJson(t)},
       {"single_object", {{"videos", t.single_object_videos}, {"adherence", t.single_object_adherence}}},
       {"two_object", {{"videos", t.two_object_videos}, {"adherence", t.two_object_adherence}}},
       {"smoothness",

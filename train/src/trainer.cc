@@ -253,7 +253,8 @@ absl::StatusOr<bool> LoadCheckpoint(const TrainOptions& o, LoopState* s, core::T
     if (noise_gen != nullptr) {
       auto noise_rng = st->tensors.find("rng_noise");
       if (noise_rng == st->tensors.end()) {
-        return absl::DataLossError("checkpoint: rng_noise state missing (saved on another device?)");
+        return absl::DataLossError(
+            "checkpoint: rng_noise state missing (saved on another device?)");
       }
       noise_gen->set_state(noise_rng->second);
     }
@@ -261,6 +262,15 @@ absl::StatusOr<bool> LoadCheckpoint(const TrainOptions& o, LoopState* s, core::T
     return absl::DataLossError(absl::StrCat("checkpoint state.json: ", e.what()));
   }
   return true;
+}
+
+// On an accelerator the noise is drawn there (TrainingDrawOptions::noise_generator) from the
+// device's default generator, seeded here; on the CPU none (the CPU generator draws it).
+std::optional<torch::Generator> DeviceNoiseGenerator(const torch::Device& device, uint64_t seed) {
+  if (device.is_cpu()) return std::nullopt;
+  torch::Generator gen = at::globalContext().defaultGenerator(device);
+  gen.set_current_seed(seed);
+  return gen;
 }
 
 // Loads a package's weights into `net`; returns the parameters the package did not have.
@@ -453,12 +463,7 @@ absl::Status RunTraining(const TrainOptions& options_in, std::ostream* progress)
   for (auto& p : ema->parameters()) p.set_requires_grad(false);
   AdamW adam(OptimizerParams(*net));
   torch::Generator gen = at::make_generator<at::CPUGeneratorImpl>(Mix(o.seed, 0xA11CE));
-  // On an accelerator the noise is drawn there (see TrainingDrawOptions::noise_generator).
-  std::optional<torch::Generator> device_gen;
-  if (!device->is_cpu()) {
-    device_gen = at::globalContext().defaultGenerator(*device);
-    device_gen->set_current_seed(Mix(o.seed, 0xE95));
-  }
+  std::optional<torch::Generator> device_gen = DeviceNoiseGenerator(*device, Mix(o.seed, 0xE95));
   torch::Generator* noise_gen = device_gen ? &*device_gen : nullptr;
 
   LoopState s;
@@ -647,8 +652,7 @@ absl::Status MeasureCosts(const TrainOptions& options_in, int repeats, std::ostr
     }
     AdamW adam(OptimizerParams(*net));
     torch::Generator gen = at::make_generator<at::CPUGeneratorImpl>(1);
-    std::optional<torch::Generator> device_gen;
-    if (!device->is_cpu()) device_gen = at::globalContext().defaultGenerator(*device);
+    std::optional<torch::Generator> device_gen = DeviceNoiseGenerator(*device, 1);
     core::ClipBatch clips = core::RenderClipBatch(o.clip, o.batch, 1);
     const torch::Tensor x0 = clips.video.to(*device);
     const torch::Tensor tokens = torch::randint(1, o.network.vocab_size, {o.batch, 12}, lopts);

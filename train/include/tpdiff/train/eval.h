@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
 #include <torch/types.h>
 
 #include "absl/status/status.h"
@@ -82,6 +83,10 @@ struct EvalTotals {
 };
 
 EvalTotals Summarize(const std::vector<EvalVideoResult>& results);
+
+// The per-attribute fractions as results.json writes them: {"background": ..., "count": ...,
+// "color": ..., "shape": ..., "direction": ..., "speed": ...}.
+nlohmann::json AttributesJson(const EvalTotals& totals);
 
 // What produced the videos, recorded in results.json.
 struct EvalRunInfo {
