@@ -88,6 +88,11 @@ Outcome Generate(api::VideoGeneration::Stub& stub, const api::GenerateRequest& r
   const absl::Time start = absl::Now();
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(start + deadline));
+  // Hundreds of channels connecting at once can see a transient connect failure on a busy
+  // machine (CI once got UNAVAILABLE "failed to connect" on loopback); a real client waits for
+  // the channel rather than failing the call. Server rejections are still visible: they are
+  // statuses on an established stream, which wait_for_ready does not retry.
+  context.set_wait_for_ready(true);
   std::unique_ptr<grpc::ClientReader<api::JobEvent>> reader = stub.Generate(&context, request);
   Outcome out;
   api::JobEvent e;
