@@ -9,9 +9,12 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "tpdiff/core/cpu_attention.h"
 #include "tpdiff/core/torch_status.h"
 
 namespace tpdiff::core {
@@ -43,14 +46,23 @@ void InitLinear(nn::Linear& linear) {
   if (linear->bias.defined()) linear->bias.zero_();
 }
 
+// x * (1 + scale) + shift, and h + gate * branch, each as one fused op: at the shapes
+// model's size a forward pass costs per op far more than per element.
 torch::Tensor Modulate(const torch::Tensor& x, const torch::Tensor& shift,
                        const torch::Tensor& scale) {
-  return x * (1 + scale) + shift;
+  return torch::addcmul(shift, x, 1 + scale);
 }
 
-// Multi-head scaled dot-product attention on [B, L, D] projections.
+torch::Tensor GatedResidual(const torch::Tensor& h, const torch::Tensor& gate,
+                            const torch::Tensor& branch) {
+  return torch::addcmul(h, gate, branch);
+}
+
+// Multi-head scaled dot-product attention on [B, L, D] projections; inference on the CPU
+// takes the one-pass kernel of cpu_attention.h.
 torch::Tensor MultiHead(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                         int heads, const torch::Tensor& key_bias) {
+  if (CanUseCpuAttention(q, k, v, key_bias)) return CpuAttention(q, k, v, heads, key_bias);
   const int64_t b = q.size(0), lq = q.size(1), lk = k.size(1), d = q.size(2);
   const int64_t dh = d / heads;
   const torch::Tensor qh = q.reshape({b, lq, heads, dh}).transpose(1, 2);
@@ -250,19 +262,22 @@ AttentionImpl::AttentionImpl(int dim, int heads, int kv_dim)
 
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& context,
                                      const torch::Tensor& key_bias) {
-  torch::Tensor q, k, v;
-  if (cross_) {
-    q = q_(x);
-    const auto kv = kv_(context).chunk(2, -1);
-    k = kv[0];
-    v = kv[1];
-  } else {
-    const auto qkv = qkv_(x).chunk(3, -1);
-    q = qkv[0];
-    k = qkv[1];
-    v = qkv[2];
-  }
-  return out(MultiHead(q, k, v, heads_, key_bias));
+  if (cross_) return Attend(x, KeysValues(context), key_bias);
+  const auto qkv = qkv_(x).chunk(3, -1);
+  return out(MultiHead(qkv[0], qkv[1], qkv[2], heads_, key_bias));
+}
+
+std::pair<torch::Tensor, torch::Tensor> AttentionImpl::KeysValues(const torch::Tensor& context) {
+  TORCH_CHECK(cross_, "KeysValues: not a cross-attention");
+  const auto kv = kv_(context).chunk(2, -1);
+  return {kv[0], kv[1]};
+}
+
+torch::Tensor AttentionImpl::Attend(const torch::Tensor& x,
+                                    const std::pair<torch::Tensor, torch::Tensor>& kv,
+                                    const torch::Tensor& key_bias) {
+  TORCH_CHECK(cross_, "Attend: not a cross-attention");
+  return out(MultiHead(q_(x), kv.first, kv.second, heads_, key_bias));
 }
 
 MlpImpl::MlpImpl(int dim, int hidden) {
@@ -300,23 +315,28 @@ VideoBlockImpl::VideoBlockImpl(int dim, int heads, int mlp_hidden, int text_dim)
   mlp_ = register_module("mlp", Mlp(dim, mlp_hidden));
 }
 
+std::pair<torch::Tensor, torch::Tensor> VideoBlockImpl::CaptionKeysValues(
+    const torch::Tensor& text) {
+  return cross_->KeysValues(text);
+}
+
 torch::Tensor VideoBlockImpl::forward(const torch::Tensor& h_in, const torch::Tensor& cond,
-                                      const torch::Tensor& text, const torch::Tensor& text_bias) {
+                                      const std::pair<torch::Tensor, torch::Tensor>& caption_kv,
+                                      const torch::Tensor& text_bias) {
   const int64_t b = h_in.size(0), T = h_in.size(1), n = h_in.size(2), d = h_in.size(3);
   const auto m = modulation_(cond).view({b, 1, 1, 9 * d}).chunk(9, -1);
   torch::Tensor h = h_in;
   // Spatial attention: frames folded into the batch.
   torch::Tensor x = Modulate(norm_s_(h), m[0], m[1]).reshape({b * T, n, d});
-  h = h + m[2] * spatial_(x).view({b, T, n, d});
+  h = GatedResidual(h, m[2], spatial_(x).view({b, T, n, d}));
   // Temporal attention: patch positions folded into the batch.
   x = Modulate(norm_t_(h), m[3], m[4]).permute({0, 2, 1, 3}).reshape({b * n, T, d});
-  h = h + m[5] * temporal_(x).view({b, n, T, d}).permute({0, 2, 1, 3});
+  h = GatedResidual(h, m[5], temporal_(x).view({b, n, T, d}).permute({0, 2, 1, 3}));
   // Cross-attention to the caption.
   x = norm_c_(h).reshape({b, T * n, d});
-  h = h + cross_(x, text, text_bias).view({b, T, n, d});
+  h = h + cross_->Attend(x, caption_kv, text_bias).view({b, T, n, d});
   // MLP.
-  h = h + m[8] * mlp_(Modulate(norm_m_(h), m[6], m[7]));
-  return h;
+  return GatedResidual(h, m[8], mlp_(Modulate(norm_m_(h), m[6], m[7])));
 }
 
 }  // namespace network_internal
@@ -419,31 +439,38 @@ std::pair<torch::Tensor, torch::Tensor> TpdiffNetImpl::EncodeText(const torch::T
 torch::Tensor TpdiffNetImpl::forward(const torch::Tensor& x, const torch::Tensor& t,
                                      const torch::Tensor& stage, const torch::Tensor& tokens) {
   TORCH_CHECK(x.dim() == 5, "x must be [B, C, T, H, W], got ", x.sizes());
-  const int64_t b = x.size(0), c = x.size(1), T = x.size(2), H = x.size(3), W = x.size(4);
+  return ForwardPrepared(x, t, Prepare(x.sizes(), stage.to(x.device()), tokens.to(x.device())));
+}
+
+StepInvariants TpdiffNetImpl::Prepare(torch::IntArrayRef video_shape, const torch::Tensor& stage,
+                                      const torch::Tensor& tokens) {
+  TORCH_CHECK(video_shape.size() == 5, "x must be [B, C, T, H, W], got ", video_shape);
+  const int64_t b = video_shape[0], c = video_shape[1], T = video_shape[2], H = video_shape[3],
+                W = video_shape[4];
   const int64_t p = config_.patch, hp = H / p, wp = W / p, n = hp * wp, d = config_.width;
   TORCH_CHECK(c == config_.channels && H % p == 0 && W % p == 0 && H <= config_.max_height &&
                   W <= config_.max_width,
-              "x shape ", x.sizes(), " does not fit the network config");
+              "x shape ", video_shape, " does not fit the network config");
   TORCH_CHECK(stage.numel() == b, "stage must have one entry per clip");
+  TORCH_CHECK(tokens.dim() == 2 && tokens.size(0) == b, "tokens must be [B, L]");
   // All clips of a batch share one stage (the sampler and trainer both batch per stage).
   const int k = static_cast<int>(stage.reshape({-1})[0].item<int64_t>());
   TORCH_CHECK(k >= 1 && k <= config_.max_stages, "stage ", k, " outside 1..", config_.max_stages);
+  const torch::Device device = tokens.device();
 
-  // Patchify: [B, C, T, H, W] -> [B, T, N, C*p*p].
-  torch::Tensor h = x.reshape({b, c, T, hp, p, wp, p})
-                        .permute({0, 2, 3, 5, 1, 4, 6})
-                        .reshape({b, T, n, c * p * p});
-  h = patch_embed_(h);
+  StepInvariants out;
+  out.stage = k;
+  out.video_shape = video_shape.vec();
   const torch::Tensor spatial =
       spatial_pos_.view({config_.max_height / p, config_.max_width / p, d})
           .slice(0, 0, hp)
           .slice(1, 0, wp)
           .reshape({1, 1, n, d});
   const torch::Tensor temporal =
-      SinusoidalFeatures(TemporalPositions(k, static_cast<int>(T)).to(x.device()), d, 100.0)
-          .to(h.scalar_type())
+      SinusoidalFeatures(TemporalPositions(k, static_cast<int>(T)).to(device), d, 100.0)
+          .to(spatial_pos_.scalar_type())
           .view({1, T, 1, d});
-  h = h + spatial + temporal;
+  out.token_offset = spatial + temporal;
   if (word_layout_.defined()) {
     const torch::Tensor positions = TemporalPositions(k, static_cast<int>(T));
     const int64_t last = positions[T - 1].item<int64_t>();
@@ -452,7 +479,7 @@ torch::Tensor TpdiffNetImpl::forward(const torch::Tensor& x, const torch::Tensor
                 config_.word_layout_frames);
     const int64_t vocab = config_.vocab_size;
     const torch::Tensor table =
-        word_layout_.index_select(1, positions.to(x.device()))
+        word_layout_.index_select(1, positions.to(device))
             .view({vocab, T, config_.max_height / p, config_.max_width / p, d})
             .slice(2, 0, hp)
             .slice(3, 0, wp)
@@ -460,30 +487,52 @@ torch::Tensor TpdiffNetImpl::forward(const torch::Tensor& x, const torch::Tensor
     // Word counts per caption (padding id 0 excluded) times the per-word tables.
     const torch::Tensor words = tokens.to(torch::kLong);
     const torch::Tensor counts =
-        torch::zeros({b, vocab}, h.options())
-            .scatter_add_(1, words, words.ne(0).to(h.scalar_type()));
-    h = h + torch::matmul(counts, table).view({b, T, n, d});
+        torch::zeros({b, vocab}, table.options())
+            .scatter_add_(1, words, words.ne(0).to(table.scalar_type()));
+    out.token_offset = out.token_offset + torch::matmul(counts, table).view({b, T, n, d});
   }
 
-  auto [text, text_bias] = EncodeText(tokens);
-  const torch::Tensor valid = (text_bias == 0).to(text.scalar_type()).unsqueeze(-1);
-  const torch::Tensor pooled = (text * valid).sum(1) / valid.sum(1);
-
-  torch::Tensor cond = time_fc2_(torch::silu(
-      time_fc1_(SinusoidalFeatures(t.reshape({-1}).to(torch::kFloat) * 1000.0, d, 10000.0))));
-  cond = cond + stage_embed_(stage.reshape({-1}).to(torch::kLong)) + text_pool_(pooled);
+  std::tie(out.text, out.text_bias) = EncodeText(tokens);
+  const torch::Tensor valid = (out.text_bias == 0).to(out.text.scalar_type()).unsqueeze(-1);
+  const torch::Tensor pooled = (out.text * valid).sum(1) / valid.sum(1);
+  out.caption_cond = stage_embed_(stage.reshape({-1}).to(torch::kLong)) + text_pool_(pooled);
   if (word_cond_) {
     const torch::Tensor words = tokens.to(torch::kLong);
-    cond = cond + (word_cond_(words) * words.ne(0).unsqueeze(-1).to(cond.scalar_type())).sum(1);
+    out.caption_cond =
+        out.caption_cond +
+        (word_cond_(words) * words.ne(0).unsqueeze(-1).to(out.caption_cond.scalar_type())).sum(1);
   }
-  cond = torch::silu(cond);
-
   for (const auto& block : *blocks_) {
-    h = block->as<network_internal::VideoBlock>()->forward(h, cond, text, text_bias);
+    out.caption_kv.push_back(
+        block->as<network_internal::VideoBlock>()->CaptionKeysValues(out.text));
+  }
+  return out;
+}
+
+torch::Tensor TpdiffNetImpl::ForwardPrepared(const torch::Tensor& x, const torch::Tensor& t,
+                                             const StepInvariants& prepared) {
+  TORCH_CHECK(x.sizes() == torch::IntArrayRef(prepared.video_shape), "x shape ", x.sizes(),
+              " differs from the prepared ", torch::IntArrayRef(prepared.video_shape));
+  const int64_t b = x.size(0), c = x.size(1), T = x.size(2), H = x.size(3), W = x.size(4);
+  const int64_t p = config_.patch, hp = H / p, wp = W / p, n = hp * wp, d = config_.width;
+
+  // Patchify: [B, C, T, H, W] -> [B, T, N, C*p*p].
+  torch::Tensor h = x.reshape({b, c, T, hp, p, wp, p})
+                        .permute({0, 2, 3, 5, 1, 4, 6})
+                        .reshape({b, T, n, c * p * p});
+  h = patch_embed_(h) + prepared.token_offset;
+
+  const torch::Tensor cond = torch::silu(
+      time_fc2_(torch::silu(time_fc1_(
+          SinusoidalFeatures(t.reshape({-1}).to(torch::kFloat) * 1000.0, d, 10000.0)))) +
+      prepared.caption_cond);
+
+  for (size_t i = 0; i < blocks_->size(); ++i) {
+    h = (*blocks_)[i]->as<network_internal::VideoBlock>()->forward(h, cond, prepared.caption_kv[i],
+                                                                prepared.text_bias);
   }
   const auto fm = final_modulation_(cond).view({b, 1, 1, 2 * d}).chunk(2, -1);
   h = final_proj_(Modulate(final_norm_(h), fm[0], fm[1]));
-  // Unpatchify: [B, T, N, C*p*p] -> [B, C, T, H, W].
   const torch::Tensor skip = input_skip_(cond).view({b, c, 1, 1, 1});
   // Unpatchify to frames: [B, T, N, C*p*p] -> [B*T, C, H, W].
   torch::Tensor frames = h.reshape({b, T, hp, wp, c, p, p})
@@ -550,6 +599,8 @@ absl::Status LoadNetworkState(TpdiffNetImpl& net,
 // ---------------------------------------------------------------------------------------------
 // Denoiser adapter
 
+NetworkDenoiser::NetworkDenoiser(TpdiffNet net) : net_(std::move(net)) {}
+
 absl::StatusOr<torch::Tensor> NetworkDenoiser::Predict(const DenoiserInput& in) {
   const NetworkConfig& c = net_->config();
   if (!in.x.defined() || in.x.dim() != 5) {
@@ -614,8 +665,29 @@ absl::StatusOr<torch::Tensor> NetworkDenoiser::Predict(const DenoiserInput& in) 
   return TorchCall("network forward", [&] {
     torch::NoGradGuard no_grad;
     const torch::Device device = in.x.device();
-    return net_->forward(in.x.to(torch::kFloat), in.t.to(device, torch::kFloat),
-                         in.stage.to(device, torch::kLong), in.tokens.to(device, torch::kLong));
+    const torch::Tensor tokens = in.tokens.to(device, torch::kLong);
+    const torch::Tensor stage = in.stage.to(device, torch::kLong);
+    const std::vector<torch::Tensor> parameters = net_->parameters();
+    const void* weights_data = parameters.empty() ? nullptr : parameters[0].data_ptr();
+    // Optimizer steps and weight loads write parameters in place, which bumps their version
+    // counters; a sum that has not moved means the cached caption state is still current.
+    int64_t weights_version = 0;
+    for (const torch::Tensor& p : parameters) weights_version += p._version();
+    const bool reuse = prepared_.has_value() && prepared_->device == device &&
+                       prepared_->weights_data == weights_data &&
+                       prepared_->weights_version == weights_version &&
+                       prepared_->invariants.stage == r[0] &&
+                       in.x.sizes() == torch::IntArrayRef(prepared_->invariants.video_shape) &&
+                       prepared_->tokens.sizes() == tokens.sizes() &&
+                       torch::equal(prepared_->tokens, tokens);
+    if (!reuse) {
+      prepared_.reset();  // a failed Prepare must not leave the old state looking current
+      Prepared fresh{tokens.clone(), device, weights_data, weights_version,
+                     net_->Prepare(in.x.sizes(), stage, tokens)};
+      prepared_ = std::move(fresh);
+    }
+    return net_->ForwardPrepared(in.x.to(torch::kFloat), in.t.to(device, torch::kFloat),
+                                 prepared_->invariants);
   });
 }
 

@@ -258,6 +258,46 @@ TEST(NetworkTest, WordLayoutPriorIsPerWordFrameAndPosition) {
             "x: 16 frames at stage 1 reach full-rate frame 15; the model covers 8 frames");
 }
 
+// The denoiser reuses the caption's encoding within a stage; every call must still equal a
+// fresh forward pass, whatever changed since the last one: t, stage, frame count, caption
+// (also a caller rewriting its token tensor in place) or the weights.
+TEST(NetworkTest, ReusedCaptionStateMatchesAFreshForward) {
+  NetworkConfig c = Tiny();
+  c.word_layout_frames = 16;
+  c.word_conditioning = 1;
+  TpdiffNet net(c);
+  Randomize(*net, 11);
+  NetworkDenoiser d(net);
+  torch::Tensor tokens = torch::zeros({2, 6}, torch::kLong);
+  tokens[0].slice(0, 0, 4) = torch::tensor({3, 7, 14, 5}, torch::kLong);
+  auto check = [&](DenoiserInput in, const char* what) {
+    const auto y = d.Predict(in);
+    ASSERT_TRUE(y.ok()) << what << ": " << y.status();
+    torch::NoGradGuard no_grad;
+    const torch::Tensor fresh = net->forward(in.x, in.t, in.stage, in.tokens);
+    EXPECT_TRUE(torch::equal(*y, fresh)) << what << ": max difference "
+                                         << (*y - fresh).abs().max().item<float>();
+  };
+  DenoiserInput in = Input(2, 4, 3, tokens);
+  check(in, "first call");
+  in.t = torch::full({2}, 0.3f);
+  in.x = torch::randn_like(in.x);
+  check(in, "next step of the stage");
+  check(Input(2, 8, 2, tokens), "next stage");
+  check(Input(2, 8, 1, tokens), "same frame count, other stage");
+  tokens[0][2] = 9;  // the caller's tensor rewritten in place
+  check(Input(2, 8, 1, tokens), "caption changed in place");
+  check(Input(2, 8, 1, tokens.slice(1, 0, 5)), "shorter padding");
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& p : net->parameters()) p.mul_(0.9);
+  }
+  check(Input(2, 8, 1, tokens), "weights scaled in place");
+  net->to(torch::kDouble);  // replaces every parameter's storage
+  net->to(torch::kFloat);
+  check(Input(2, 8, 1, tokens), "weights moved");
+}
+
 TEST(NetworkTest, RecommendedConfigsStayWellUnderTenMillionParameters) {
   for (const char* preset : {"cpu", "gpu"}) {
     const NetworkConfig c = *NetworkPreset(preset);

@@ -31,7 +31,9 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -110,6 +112,12 @@ class AttentionImpl : public torch::nn::Module {
   // [B, Lk] additive float (0 or -inf-like) or undefined.
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& context = {},
                         const torch::Tensor& key_bias = {});
+  // Cross-attention only: the context's keys and values ([B, Lk, D] each), and attention of
+  // x to them. forward(x, context, bias) == Attend(x, KeysValues(context), bias); the split
+  // lets a caller reuse the caption's keys across the steps of a sampled stage.
+  std::pair<torch::Tensor, torch::Tensor> KeysValues(const torch::Tensor& context);
+  torch::Tensor Attend(const torch::Tensor& x, const std::pair<torch::Tensor, torch::Tensor>& kv,
+                       const torch::Tensor& key_bias);
   torch::nn::Linear out{nullptr};
 
  private:
@@ -144,9 +152,12 @@ TORCH_MODULE(TextLayer);
 class VideoBlockImpl : public torch::nn::Module {
  public:
   VideoBlockImpl(int dim, int heads, int mlp_hidden, int text_dim);
-  // h [B, T, N, D]; cond [B, D] (already SiLU'd); text [B, L, text_dim]; text_bias [B, L].
+  // h [B, T, N, D]; cond [B, D] (already SiLU'd); caption_kv: the cross-attention's keys
+  // and values of the encoded caption (CaptionKeysValues); text_bias [B, L].
   torch::Tensor forward(const torch::Tensor& h, const torch::Tensor& cond,
-                        const torch::Tensor& text, const torch::Tensor& text_bias);
+                        const std::pair<torch::Tensor, torch::Tensor>& caption_kv,
+                        const torch::Tensor& text_bias);
+  std::pair<torch::Tensor, torch::Tensor> CaptionKeysValues(const torch::Tensor& text);
 
  private:
   torch::nn::Linear modulation_{nullptr};  // cond -> 9 D (shift, scale, gate) x 3
@@ -158,6 +169,20 @@ TORCH_MODULE(VideoBlock);
 
 }  // namespace network_internal
 
+// Everything one forward pass computes from the caption, the stage and the clip geometry
+// alone, not from x or t. A sampled video makes 10 calls per stage with the same caption, so
+// the sampler's adapter (NetworkDenoiser) computes this once per stage: at the shapes model's
+// size a call's cost is mostly per-op overhead, and these are a good part of its ops.
+struct StepInvariants {
+  int stage = 0;
+  std::vector<int64_t> video_shape;  // [B, C, T, H, W] these were prepared for
+  torch::Tensor text;                // [B, 1 + L, text_width] encoded caption
+  torch::Tensor text_bias;           // [B, 1 + L] additive key bias
+  torch::Tensor caption_cond;        // [B, D] stage embedding + pooled caption (+ word vectors)
+  torch::Tensor token_offset;        // [B or 1, T, N, D] positions (+ word layout prior)
+  std::vector<std::pair<torch::Tensor, torch::Tensor>> caption_kv;  // per block
+};
+
 // The network. forward() follows the TorchScript contract of model_package.h and throws
 // c10::Error on bad shapes (the Denoiser adapter validates first and returns a Status).
 class TpdiffNetImpl : public torch::nn::Module {
@@ -165,8 +190,16 @@ class TpdiffNetImpl : public torch::nn::Module {
   explicit TpdiffNetImpl(const NetworkConfig& config);
 
   // x [B, C, T, H, W] float; t [B] float; stage [B] int64; tokens [B, L] int64, L <= max_tokens.
+  // Equal to ForwardPrepared(x, t, Prepare(x.sizes(), stage, tokens)).
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& stage,
                         const torch::Tensor& tokens);
+  // The caption/stage/geometry part of forward (differentiable, like forward), on the device
+  // of `tokens`.
+  StepInvariants Prepare(torch::IntArrayRef video_shape, const torch::Tensor& stage,
+                         const torch::Tensor& tokens);
+  // The rest: x must have the shape `prepared` was made for.
+  torch::Tensor ForwardPrepared(const torch::Tensor& x, const torch::Tensor& t,
+                                const StepInvariants& prepared);
 
   // Caption encoding: returns ([B, 1 + L, text_width] states, [B, 1 + L] additive key bias).
   // Position 0 is a learned null token that is never masked, so an all-padding
@@ -215,14 +248,24 @@ absl::Status LoadNetworkState(TpdiffNetImpl& net,
 // Adapts a TpdiffNet to the sampler's Denoiser interface: validates shapes and token ids
 // (INVALID_ARGUMENT naming the input and limit), runs without autograd, converts LibTorch
 // exceptions to INTERNAL. Shares ownership of the network; one thread at a time.
+// Reuses the last call's StepInvariants while the tokens, stage, input shape, device and
+// weights (their in-place version counters) are unchanged: within one stage of a video.
 class NetworkDenoiser : public Denoiser {
  public:
-  explicit NetworkDenoiser(TpdiffNet net) : net_(std::move(net)) {}
+  explicit NetworkDenoiser(TpdiffNet net);
   absl::StatusOr<torch::Tensor> Predict(const DenoiserInput& input) override;
   TpdiffNet& net() { return net_; }
 
  private:
+  struct Prepared {
+    torch::Tensor tokens;  // a copy: the caller may reuse its tensor for another caption
+    torch::Device device = torch::kCPU;
+    const void* weights_data = nullptr;  // first parameter's storage: moves change it
+    int64_t weights_version = 0;
+    StepInvariants invariants;
+  };
   TpdiffNet net_;
+  std::optional<Prepared> prepared_;
 };
 
 }  // namespace tpdiff::core

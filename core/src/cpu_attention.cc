@@ -1,0 +1,163 @@
+#include "tpdiff/core/cpu_attention.h"
+
+#include <ATen/Parallel.h>
+#include <c10/core/GradMode.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+namespace tpdiff::core {
+namespace {
+
+// Raw views of one attention call: row r of clip b of q starts at q + b * q_batch + r * q_row.
+struct AttentionArgs {
+  const float* q;
+  const float* k;
+  const float* v;
+  const float* bias;  // [B, Lk] contiguous, or null
+  float* out;         // [B, Lq, D] contiguous
+  int64_t q_batch, q_row, k_batch, k_row, v_batch, v_row;
+  int64_t heads, lq, lk, dh, width;
+  float scale;
+};
+
+// exp(x) for x <= 0 (scores minus their row maximum): Cody-Waite range reduction and a
+// degree-6 polynomial on [-ln2/2, ln2/2] (relative error ~2e-7), written without library
+// calls or branches so the softmax loop vectorises. Inputs below -87 give exactly 0.
+inline float ExpNonPositive(float x_in) {
+  const float x = std::max(x_in, -87.0f);
+  // Round to nearest for x <= 0: truncation of (x * log2(e) - 0.5).
+  const int n = static_cast<int>(x * 1.44269504088896341f - 0.5f);
+  const float nf = static_cast<float>(n);
+  const float r = (x - nf * 0.693359375f) + nf * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const int32_t bits = (n + 127) << 23;  // 2^n; n >= -126 because x >= -87
+  float two_n;
+  std::memcpy(&two_n, &bits, sizeof(two_n));
+  return x_in < -87.0f ? 0.0f : p * two_n;  // masked keys get exactly no weight
+}
+
+inline float Dot(const float* a, const float* b, int64_t n) {
+  // Eight partial sums: a reduction the compiler vectorises without -ffast-math.
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (int u = 0; u < 8; ++u) acc[u] += a[i + u] * b[i + u];
+  }
+  float sum = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+  for (; i < n; ++i) sum += a[i] * b[i];
+  return sum;
+}
+
+// Groups [begin, end) of (clip, head). Built for AVX2+FMA and for baseline x86-64 where the
+// compiler supports it, picked at load time by the CPU it runs on.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+__attribute__((target_clones("arch=x86-64-v3", "default")))
+#endif
+void AttendGroups(const AttentionArgs& a, int64_t begin, int64_t end) {
+  std::vector<float> scores(static_cast<size_t>(a.lk));
+  float* __restrict s = scores.data();
+  for (int64_t g = begin; g < end; ++g) {
+    const int64_t b = g / a.heads, h = g % a.heads;
+    const float* q = a.q + b * a.q_batch + h * a.dh;
+    const float* k = a.k + b * a.k_batch + h * a.dh;
+    const float* v = a.v + b * a.v_batch + h * a.dh;
+    const float* bias = a.bias == nullptr ? nullptr : a.bias + b * a.lk;
+    float* out = a.out + b * a.lq * a.width + h * a.dh;
+    for (int64_t l = 0; l < a.lq; ++l) {
+      const float* ql = q + l * a.q_row;
+      for (int64_t j = 0; j < a.lk; ++j) s[j] = Dot(ql, k + j * a.k_row, a.dh) * a.scale;
+      if (bias != nullptr) {
+        for (int64_t j = 0; j < a.lk; ++j) s[j] += bias[j];
+      }
+      float top = s[0];
+      for (int64_t j = 1; j < a.lk; ++j) top = std::max(top, s[j]);
+      // Separate loops: the exponentials vectorise; the float sum (a reduction) would not
+      // let them.
+      for (int64_t j = 0; j < a.lk; ++j) s[j] = ExpNonPositive(s[j] - top);
+      float total = 0;
+      for (int64_t j = 0; j < a.lk; ++j) total += s[j];
+      const float inv = 1.0f / total;
+      float* __restrict o = out + l * a.width;
+      for (int64_t i = 0; i < a.dh; ++i) o[i] = 0.0f;
+      for (int64_t j = 0; j < a.lk; ++j) {
+        const float p = s[j] * inv;
+        const float* vj = v + j * a.v_row;
+        for (int64_t i = 0; i < a.dh; ++i) o[i] += p * vj[i];
+      }
+    }
+  }
+}
+
+bool RowMajorInner(const torch::Tensor& t) { return t.dim() == 3 && t.stride(2) == 1; }
+
+}  // namespace
+
+bool CanUseCpuAttention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                        const torch::Tensor& key_bias) {
+  if (c10::GradMode::is_enabled() &&
+      (q.requires_grad() || k.requires_grad() || v.requires_grad())) {
+    return false;
+  }
+  for (const torch::Tensor* t : {&q, &k, &v}) {
+    if (!t->defined() || !t->device().is_cpu() || t->scalar_type() != torch::kFloat ||
+        !RowMajorInner(*t)) {
+      return false;
+    }
+  }
+  if (k.sizes() != v.sizes() || q.size(0) != k.size(0) || q.size(2) != k.size(2)) return false;
+  if (key_bias.defined() &&
+      (!key_bias.device().is_cpu() || key_bias.dim() != 2 || key_bias.size(0) != k.size(0) ||
+       key_bias.size(1) != k.size(1))) {
+    return false;
+  }
+  return true;
+}
+
+torch::Tensor CpuAttention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                           int heads, const torch::Tensor& key_bias) {
+  TORCH_CHECK(CanUseCpuAttention(q, k, v, key_bias), "CpuAttention: unsupported inputs ",
+              q.sizes(), " ", k.sizes(), " ", v.sizes());
+  const int64_t b = q.size(0), lq = q.size(1), lk = k.size(1), d = q.size(2);
+  TORCH_CHECK(heads > 0 && d % heads == 0, "CpuAttention: width ", d, " not divisible by ",
+              heads, " heads");
+  TORCH_CHECK(lk > 0, "CpuAttention: no keys");
+  torch::Tensor bias;
+  if (key_bias.defined()) bias = key_bias.to(torch::kFloat).contiguous();
+  torch::Tensor out = torch::empty({b, lq, d}, q.options().memory_format(c10::MemoryFormat::Contiguous));
+  AttentionArgs a;
+  a.q = q.data_ptr<float>();
+  a.k = k.data_ptr<float>();
+  a.v = v.data_ptr<float>();
+  a.bias = bias.defined() ? bias.data_ptr<float>() : nullptr;
+  a.out = out.data_ptr<float>();
+  a.q_batch = q.stride(0);
+  a.q_row = q.stride(1);
+  a.k_batch = k.stride(0);
+  a.k_row = k.stride(1);
+  a.v_batch = v.stride(0);
+  a.v_row = v.stride(1);
+  a.heads = heads;
+  a.lq = lq;
+  a.lk = lk;
+  a.dh = d / heads;
+  a.width = d;
+  a.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(a.dh)));
+  // Split across threads only when each share is worth a wake-up (~64k multiply-adds).
+  const int64_t work_per_group = std::max<int64_t>(1, lq * lk * a.dh * 2);
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / work_per_group);
+  at::parallel_for(0, b * heads, grain,
+                   [&](int64_t begin, int64_t end) { AttendGroups(a, begin, end); });
+  return out;
+}
+
+}  // namespace tpdiff::core
