@@ -58,12 +58,11 @@ inline float Dot(const float* a, const float* b, int64_t n) {
   return sum;
 }
 
-// Groups [begin, end) of (clip, head). Built for AVX2+FMA and for baseline x86-64 where the
-// compiler supports it, picked at load time by the CPU it runs on.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-__attribute__((target_clones("arch=x86-64-v3", "default")))
-#endif
-void AttendGroups(const AttentionArgs& a, int64_t begin, int64_t end) {
+// Groups [begin, end) of (clip, head). Inlined into a baseline x86-64 build and an
+// AVX2+FMA build of the same loops (below), so the vectoriser gets 8-wide registers where the
+// CPU has them.
+__attribute__((always_inline)) inline void AttendGroupsBody(const AttentionArgs& a,
+                                                            int64_t begin, int64_t end) {
   std::vector<float> scores(static_cast<size_t>(a.lk));
   float* __restrict s = scores.data();
   for (int64_t g = begin; g < end; ++g) {
@@ -97,6 +96,32 @@ void AttendGroups(const AttentionArgs& a, int64_t begin, int64_t end) {
     }
   }
 }
+
+void AttendGroupsBaseline(const AttentionArgs& a, int64_t begin, int64_t end) {
+  AttendGroupsBody(a, begin, end);
+}
+
+// Picked at run time rather than with target_clones: an ifunc resolver runs during dynamic
+// relocation, before a sanitizer runtime is up, and crashed the TSan build.
+#if defined(__GNUC__) && defined(__x86_64__)
+__attribute__((target("avx2,fma"))) void AttendGroupsAvx2(const AttentionArgs& a, int64_t begin,
+                                                          int64_t end) {
+  AttendGroupsBody(a, begin, end);
+}
+
+void AttendGroups(const AttentionArgs& a, int64_t begin, int64_t end) {
+  static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  if (avx2) {
+    AttendGroupsAvx2(a, begin, end);
+  } else {
+    AttendGroupsBaseline(a, begin, end);
+  }
+}
+#else
+void AttendGroups(const AttentionArgs& a, int64_t begin, int64_t end) {
+  AttendGroupsBaseline(a, begin, end);
+}
+#endif
 
 bool RowMajorInner(const torch::Tensor& t) { return t.dim() == 3 && t.stride(2) == 1; }
 
