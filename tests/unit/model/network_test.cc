@@ -296,6 +296,16 @@ TEST(NetworkTest, ReusedCaptionStateMatchesAFreshForward) {
   net->to(torch::kDouble);  // replaces every parameter's storage
   net->to(torch::kFloat);
   check(Input(2, 8, 1, tokens), "weights moved");
+
+  // Reuse never skips validation of a call that differs: same shapes, bad values.
+  torch::Tensor bad_tokens = tokens.clone();
+  bad_tokens[1][0] = c.vocab_size;
+  EXPECT_EQ(d.Predict(Input(2, 8, 1, bad_tokens)).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  DenoiserInput mixed = Input(2, 8, 1, tokens);
+  mixed.stage[1] = 2;
+  EXPECT_EQ(d.Predict(mixed).status().code(), absl::StatusCode::kInvalidArgument);
+  check(Input(2, 8, 1, tokens), "after rejected calls");
 }
 
 TEST(NetworkTest, RecommendedConfigsStayWellUnderTenMillionParameters) {

@@ -258,13 +258,17 @@ class NetworkDenoiser : public Denoiser {
 
  private:
   struct Prepared {
-    torch::Tensor tokens;  // a copy: the caller may reuse its tensor for another caption
+    torch::Tensor tokens;  // copies: the caller may reuse its tensors for another call
+    torch::Tensor stage;
     torch::Device device = torch::kCPU;
     const void* weights_data = nullptr;  // first parameter's storage: moves change it
     int64_t weights_version = 0;
     StepInvariants invariants;
   };
   TpdiffNet net_;
+  // The network's parameter handles, taken once: moves and in-place writes keep the handles
+  // (Module::to swaps their storage), so their data pointers and versions stay observable.
+  std::vector<torch::Tensor> parameters_;
   std::optional<Prepared> prepared_;
 };
 
