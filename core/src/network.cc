@@ -636,19 +636,19 @@ absl::StatusOr<torch::Tensor> NetworkDenoiser::Predict(const DenoiserInput& in) 
   }
   // A call in the same stage as the last (same caption, stage, shape, device and weights)
   // reuses its validated inputs and caption state; anything else is checked and prepared.
+  const void* weights_data = parameters_.empty() ? nullptr : parameters_[0].data_ptr();
+  int64_t weights_version = 0;
+  for (const torch::Tensor& t : parameters_) weights_version += t._version();
   auto cached = TorchCall("network input check", [&] {
     if (!prepared_.has_value()) return false;
     const Prepared& p = *prepared_;
     if (p.device != in.x.device() ||
         in.x.sizes() != torch::IntArrayRef(p.invariants.video_shape) ||
         p.tokens.sizes() != in.tokens.sizes() || p.stage.sizes() != in.stage.sizes() ||
-        p.weights_data != (parameters_.empty() ? nullptr : parameters_[0].data_ptr())) {
+        p.weights_data != weights_data || p.weights_version != weights_version) {
       return false;
     }
-    int64_t version = 0;
-    for (const torch::Tensor& t : parameters_) version += t._version();
-    return version == p.weights_version &&
-           torch::equal(p.stage, in.stage.to(p.device, torch::kLong)) &&
+    return torch::equal(p.stage, in.stage.to(p.device, torch::kLong)) &&
            torch::equal(p.tokens, in.tokens.to(p.device, torch::kLong));
   });
   if (!cached.ok()) return cached.status();
@@ -691,8 +691,8 @@ absl::StatusOr<torch::Tensor> NetworkDenoiser::Predict(const DenoiserInput& in) 
       // Copies: the caller may rewrite its tensors for the next call.
       fresh.tokens = in.tokens.to(device, torch::kLong).clone();
       fresh.stage = in.stage.to(device, torch::kLong).clone();
-      fresh.weights_data = parameters_.empty() ? nullptr : parameters_[0].data_ptr();
-      for (const torch::Tensor& t : parameters_) fresh.weights_version += t._version();
+      fresh.weights_data = weights_data;
+      fresh.weights_version = weights_version;
       fresh.invariants = net_->Prepare(in.x.sizes(), fresh.stage, fresh.tokens);
       return fresh;
     });
