@@ -165,33 +165,23 @@ int RunModelBench() {
   const std::optional<double> guidance = absl::GetFlag(FLAGS_guidance);
   const fs::path out = absl::GetFlag(FLAGS_out);
   std::vector<Row> rows;
-  {
-    Row r;
-    r.name = "tpdiff";
-    r.label = "TPDiff-trained, TPDiff sampler";
-    r.model = tpdiff_model->get();
-    r.package_dir = tpdiff_dir;
-    r.options.sampler = "tpdiff";
-    rows.push_back(std::move(r));
-  }
-  {
-    Row r;
-    r.name = "vanilla";
-    r.label = "vanilla-trained, vanilla sampler";
-    r.model = vanilla_model->get();
-    r.package_dir = vanilla_dir;
-    r.options.sampler = "vanilla";
-    rows.push_back(std::move(r));
-  }
+  auto add_row = [&rows](std::string name, std::string label, core::LoadedModel* model,
+                         std::string package_dir, std::string sampler) -> Row& {
+    Row& r = rows.emplace_back();
+    r.name = std::move(name);
+    r.label = std::move(label);
+    r.model = model;
+    r.package_dir = std::move(package_dir);
+    r.options.sampler = std::move(sampler);
+    return r;
+  };
+  add_row("tpdiff", "TPDiff-trained, TPDiff sampler", tpdiff_model->get(), tpdiff_dir, "tpdiff");
+  add_row("vanilla", "vanilla-trained, vanilla sampler", vanilla_model->get(), vanilla_dir,
+          "vanilla");
   if (absl::GetFlag(FLAGS_sampler_row)) {
-    Row r;
-    r.name = "tpdiff-pkg+vanilla-sampler";
-    r.label = "TPDiff-trained, vanilla sampler";
-    r.model = tpdiff_model->get();
-    r.package_dir = tpdiff_dir;
-    r.options.sampler = "vanilla";
-    r.options.stage_steps = vm.default_stage_steps;  // the vanilla package's total steps
-    rows.push_back(std::move(r));
+    add_row("tpdiff-pkg+vanilla-sampler", "TPDiff-trained, vanilla sampler", tpdiff_model->get(),
+            tpdiff_dir, "vanilla")
+        .options.stage_steps = vm.default_stage_steps;  // the vanilla package's total steps
   }
   for (Row& row : rows) {
     row.options.guidance_scale = guidance;  // empty: the package's default
