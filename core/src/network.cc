@@ -466,13 +466,13 @@ StepInvariants TpdiffNetImpl::Prepare(torch::IntArrayRef video_shape, const torc
           .slice(0, 0, hp)
           .slice(1, 0, wp)
           .reshape({1, 1, n, d});
+  const torch::Tensor positions = TemporalPositions(k, static_cast<int>(T));  // on the CPU
   const torch::Tensor temporal =
-      SinusoidalFeatures(TemporalPositions(k, static_cast<int>(T)).to(device), d, 100.0)
+      SinusoidalFeatures(positions.to(device), d, 100.0)
           .to(spatial_pos_.scalar_type())
           .view({1, T, 1, d});
   out.token_offset = spatial + temporal;
   if (word_layout_.defined()) {
-    const torch::Tensor positions = TemporalPositions(k, static_cast<int>(T));
     const int64_t last = positions[T - 1].item<int64_t>();
     TORCH_CHECK(last < config_.word_layout_frames, "stage ", k, " with ", T,
                 " frames reaches full-rate frame ", last, "; the word layout covers ",
