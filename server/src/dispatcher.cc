@@ -442,7 +442,10 @@ void Dispatcher::DispatchLocked() {
   while (assigned && queue_->TotalSize() > 0) {
     assigned = false;
     // One job per worker per round spreads jobs across workers.
-    for (auto& [connection, worker] : workers_) {
+    for (auto& entry : workers_) {
+      // Named references, not a structured binding: C++17 lambdas cannot capture those.
+      const uint64_t connection = entry.first;
+      Worker& worker = entry.second;
       if (worker.draining || worker.jobs.size() >= worker.slots) continue;
       std::optional<QueuedJob> next = queue_->Pop(
           now, [&](const QueuedJob& q) { return worker.models.count(q.model) > 0; });
