@@ -9,6 +9,8 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
 #include "tpdiff/core/cpu_runtime.h"
 #include "tpdiff/train/trainer.h"
 
@@ -16,6 +18,9 @@ ABSL_FLAG(std::string, mode, "tpdiff",
           "tpdiff (stage-wise temporal pyramid) or vanilla (full frame rate, one stage)");
 ABSL_FLAG(int, stages, 3, "number of pyramid stages K (tpdiff mode)");
 ABSL_FLAG(bool, no_align, false, "disable data-noise alignment");
+ABSL_FLAG(std::string, stage_weights, "",
+          "tpdiff mode: relative probability of training each stage 1..K, comma-separated "
+          "(stage K is the noisiest, lowest frame rate); empty = uniform");
 ABSL_FLAG(int64_t, iters, 0, "stop after this many steps in total (0 = no limit)");
 ABSL_FLAG(double, minutes, 0, "stop after this many training minutes in total (0 = no limit)");
 ABSL_FLAG(int64_t, stop_at_step, 0,
@@ -85,6 +90,14 @@ int main(int argc, char** argv) {
   o.mode = mode == "tpdiff" ? TrainMode::kTpdiff : TrainMode::kVanilla;
   o.stages = absl::GetFlag(FLAGS_stages);
   o.align_noise = !absl::GetFlag(FLAGS_no_align);
+  for (absl::string_view w : absl::StrSplit(absl::GetFlag(FLAGS_stage_weights), ',', absl::SkipEmpty())) {
+    double v = 0;
+    if (!absl::SimpleAtod(w, &v)) {
+      std::cerr << "--stage-weights: \"" << w << "\" is not a number (example: 1,1,3)\n";
+      return 2;
+    }
+    o.stage_weights.push_back(v);
+  }
   o.iters = absl::GetFlag(FLAGS_iters);
   o.minutes = absl::GetFlag(FLAGS_minutes);
   o.stop_at_step = absl::GetFlag(FLAGS_stop_at_step);

@@ -1,5 +1,7 @@
 #include "tpdiff/core/training.h"
 
+#include <cmath>
+
 #include <ATen/ATen.h>
 
 #include "tpdiff/core/alignment.h"
@@ -45,9 +47,30 @@ TrainingBatch BuildTrainingBatch(const StagePlan& plan, int stage, const torch::
 TrainingBatch DrawTrainingBatch(const StagePlan& plan, const torch::Tensor& x0,
                                 torch::Generator& generator, const TrainingDrawOptions& options) {
   const int K = plan.num_stages();
-  const int stage =
-      options.stage > 0 ? options.stage
-                        : 1 + static_cast<int>(at::randint(K, {1}, generator, torch::kLong).item<int64_t>());
+  int stage = options.stage;
+  if (stage <= 0 && options.stage_weights.empty()) {
+    stage = 1 + static_cast<int>(at::randint(K, {1}, generator, torch::kLong).item<int64_t>());
+  } else if (stage <= 0) {
+    TORCH_CHECK(static_cast<int>(options.stage_weights.size()) == K, "stage_weights has ",
+                options.stage_weights.size(), " entries for ", K, " stages");
+    double total = 0;
+    for (double w : options.stage_weights) {
+      TORCH_CHECK(std::isfinite(w) && w >= 0, "stage weight ", w, " is not finite and >= 0");
+      total += w;
+    }
+    TORCH_CHECK(total > 0, "stage weights sum to 0");
+    const double u = total * at::rand({1}, generator, torch::kDouble).item<double>();
+    stage = K;  // u can round up to the total; the last positive weight then takes it
+    while (stage > 1 && options.stage_weights[stage - 1] == 0) --stage;
+    double cumulative = 0;
+    for (int k = 1; k <= K; ++k) {
+      cumulative += options.stage_weights[k - 1];
+      if (u < cumulative) {
+        stage = k;
+        break;
+      }
+    }
+  }
   const Stage& st = plan.stage(stage);
   const int64_t batch = x0.size(0);
   const torch::Tensor u = at::rand({batch}, generator, torch::kDouble);

@@ -81,6 +81,20 @@ absl::Status ValidateOptions(const TrainOptions& o) {
     return Flag("stages",
                 absl::StrCat(o.stages, " outside [1, ", core::StagePlan::kMaxStages, "]"));
   }
+  if (!o.stage_weights.empty()) {
+    if (o.mode != TrainMode::kTpdiff) return Flag("stage-weights", "only for --mode tpdiff");
+    if (static_cast<int>(o.stage_weights.size()) != o.stages) {
+      return Flag("stage-weights", absl::StrCat(o.stage_weights.size(), " weights for ",
+                                                o.stages, " stages (give one per stage)"));
+    }
+    double total = 0;
+    for (double w : o.stage_weights) {
+      if (!(std::isfinite(w) && w >= 0))
+        return Flag("stage-weights", absl::StrCat(w, " is not a finite weight >= 0"));
+      total += w;
+    }
+    if (total <= 0) return Flag("stage-weights", "at least one weight must be positive");
+  }
   if (!(o.lr > 0 && o.lr < 1)) return Flag("lr", absl::StrCat(o.lr, " outside (0, 1)"));
   if (o.warmup < 0) return Flag("warmup", "must not be negative");
   if (!(o.ema_decay >= 0 && o.ema_decay < 1))
@@ -116,6 +130,15 @@ absl::StatusOr<torch::Device> ParseDevice(const std::string& name) {
   if (!device->is_cpu() && !device->is_cuda())
     return Flag("device", "only cpu and cuda are supported");
   return *device;
+}
+
+// The fraction of steps that train stage k.
+double StageShare(const TrainOptions& o, int k) {
+  const int K = o.mode == TrainMode::kVanilla ? 1 : o.stages;
+  if (o.stage_weights.empty() || o.mode == TrainMode::kVanilla) return 1.0 / K;
+  double total = 0;
+  for (double w : o.stage_weights) total += w;
+  return o.stage_weights[k - 1] / total;
 }
 
 absl::StatusOr<core::StagePlan> TrainingPlan(const TrainOptions& o) {
@@ -489,7 +512,11 @@ absl::Status RunTraining(const TrainOptions& options_in, std::ostream* progress)
   const int64_t params = net->ParameterCount();
   if (progress) {
     *progress << "tpdiff-train: mode " << ModeName(o.mode) << ", " << plan->num_stages()
-              << " stage(s), align " << (o.align_noise ? "on" : "off") << ", batch " << o.batch
+              << " stage(s)"
+              << (o.stage_weights.empty()
+                      ? std::string()
+                      : absl::StrCat(" weighted ", absl::StrJoin(o.stage_weights, ":")))
+              << ", align " << (o.align_noise ? "on" : "off") << ", batch " << o.batch
               << ", device " << device->str() << ", threads " << threads << "\n"
               << "network " << o.network.ToJson() << "\n"
               << params << " parameters, "
@@ -516,6 +543,7 @@ absl::Status RunTraining(const TrainOptions& options_in, std::ostream* progress)
   const double budget_s = o.minutes * 60.0;
   core::TrainingDrawOptions draw;
   draw.align_noise = o.align_noise;
+  draw.stage_weights = o.stage_weights;
   draw.noise_generator = noise_gen;
   double smooth_loss = -1;
   const auto run_start = Clock::now();
@@ -676,7 +704,7 @@ absl::Status MeasureCosts(const TrainOptions& options_in, int repeats, std::ostr
       const auto a = Clock::now();
       for (int i = 0; i < repeats; ++i) step();
       const double sec = Seconds(a, Clock::now()) / repeats;
-      mean_step += sec / plan->num_stages();
+      mean_step += sec * StageShare(o, k);
       const int frames = plan->stage(k).frames;
       out << absl::StrFormat(
           "train step stage %d (%2d frames), batch %d: %.3f s  = %.1f clips/s  (%.1f GFLOP/s)\n", k,
@@ -684,8 +712,10 @@ absl::Status MeasureCosts(const TrainOptions& options_in, int repeats, std::ostr
           3.0 * core::EstimateForwardFlops(o.network, frames, H, W) * o.batch / sec / 1e9);
     }
     out << absl::StrFormat(
-        "mean over stages (stages drawn uniformly): %.3f s/step = %.1f clips/s\n", mean_step,
-        o.batch / mean_step);
+        "mean over stages (stages drawn %s): %.3f s/step = %.1f clips/s\n",
+        o.stage_weights.empty() ? "uniformly"
+                                : absl::StrCat("with weights ", absl::StrJoin(o.stage_weights, ":")),
+        mean_step, o.batch / mean_step);
     return absl::OkStatus();
   } catch (const c10::Error& e) {
     return absl::InternalError(absl::StrCat("measure: ", core::TorchErrorSummary(e)));

@@ -5,6 +5,9 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
+#include <set>
+
 #include "tpdiff/core/stage_math.h"
 #include "tpdiff/core/temporal_ops.h"
 
@@ -68,6 +71,32 @@ TEST_P(TrainingTargetTest, DrawnBatchesStayInsideTheirWindows) {
     EXPECT_LE(b.t.max().item<double>(), st.start + 1e-6);
   }
   EXPECT_EQ(seen.size(), 3u);
+}
+
+TEST(StageWeightsTest, StagesAreDrawnInProportionToTheirWeights) {
+  const StagePlan plan = MakePlan(Parameterization::kFlowMatching);
+  at::Generator gen = at::detail::createCPUGenerator(7);
+  const torch::Tensor x0 = torch::rand({2, 1, 16, 4, 4}) * 2 - 1;
+  TrainingDrawOptions options;
+  options.align_noise = false;
+  options.stage_weights = {1, 0, 3};
+  std::map<int, int> count;
+  const int draws = 2000;
+  for (int i = 0; i < draws; ++i) {
+    const TrainingBatch b = DrawTrainingBatch(plan, x0, gen, options);
+    ++count[b.stage];
+    EXPECT_EQ(b.x_t.size(2), plan.stage(b.stage).frames);
+  }
+  EXPECT_EQ(count[2], 0);  // a zero weight never trains its stage
+  // Binomial(2000, 0.75): sd ~19, so +-80 is over 4 sd.
+  EXPECT_NEAR(count[3], 1500, 80);
+  EXPECT_EQ(count[1] + count[3], draws);
+
+  options.stage = 2;  // a forced stage wins over the weights
+  EXPECT_EQ(DrawTrainingBatch(plan, x0, gen, options).stage, 2);
+  options.stage = 0;
+  options.stage_weights = {1, 1};
+  EXPECT_THROW(DrawTrainingBatch(plan, x0, gen, options), c10::Error);
 }
 
 INSTANTIATE_TEST_SUITE_P(Both, TrainingTargetTest,

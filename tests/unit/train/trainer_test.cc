@@ -5,8 +5,11 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <string>
+#include <vector>
 
 #include "../model/remove_tree.h"
+#include "absl/strings/str_split.h"
 #include "tpdiff/core/model_package.h"
 #include "tpdiff/core/safetensors.h"
 
@@ -170,6 +173,26 @@ TEST_F(RunTrainingTest, WarmStartKeepsTrainedWeightsAndZeroInitialisesNewParts) 
   EXPECT_EQ(RunTraining(bad, nullptr).message().rfind("--init-from: ", 0), 0u);
 }
 
+TEST_F(RunTrainingTest, StageWeightsDecideWhichStagesTrain) {
+  TrainOptions o = Tiny("weighted");
+  o.stage_weights = {0, 0, 1};  // only the noisiest, lowest-frame-rate stage
+  o.iters = 6;
+  std::ostringstream progress;
+  ASSERT_TRUE(RunTraining(o, &progress).ok()) << progress.str();
+  EXPECT_NE(progress.str().find("weighted 0:0:1"), std::string::npos) << progress.str();
+  std::ifstream log(fs::path(o.out_dir) / "train_log.csv");
+  std::string line;
+  std::getline(log, line);
+  int rows = 0;
+  while (std::getline(log, line)) {
+    ++rows;
+    const std::vector<std::string> cells = absl::StrSplit(line, ',');
+    ASSERT_GE(cells.size(), 4u) << line;
+    EXPECT_EQ(cells[3], "3") << line;  // the stage column
+  }
+  EXPECT_EQ(rows, 6);
+}
+
 TEST_F(RunTrainingTest, BadOptionsNameTheFlag) {
   TrainOptions o = Tiny("bad");
   o.iters = 0;
@@ -177,6 +200,17 @@ TEST_F(RunTrainingTest, BadOptionsNameTheFlag) {
   o = Tiny("bad");
   o.stages = 6;
   EXPECT_EQ(RunTraining(o, nullptr).message().rfind("--stages: ", 0), 0u);
+  for (const std::vector<double>& weights :
+       {std::vector<double>{1, 2}, std::vector<double>{1, -1, 1}, std::vector<double>{0, 0, 0}}) {
+    o = Tiny("bad");
+    o.stage_weights = weights;
+    EXPECT_EQ(RunTraining(o, nullptr).message().rfind("--stage-weights: ", 0), 0u)
+        << RunTraining(o, nullptr).message();
+  }
+  o = Tiny("bad");
+  o.mode = TrainMode::kVanilla;
+  o.stage_weights = {1, 1, 1};
+  EXPECT_EQ(RunTraining(o, nullptr).message().rfind("--stage-weights: ", 0), 0u);
   o = Tiny("bad");
   o.device = "tpu";
   EXPECT_EQ(RunTraining(o, nullptr).code(), absl::StatusCode::kInvalidArgument);

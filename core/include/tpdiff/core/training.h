@@ -5,6 +5,8 @@
 
 #include <torch/types.h>
 
+#include <vector>
+
 #include "tpdiff/core/stage_plan.h"
 
 namespace tpdiff::core {
@@ -19,7 +21,11 @@ struct TrainingBatch {
 
 struct TrainingDrawOptions {
   bool align_noise = true;  // data-noise alignment by minimum-cost assignment
-  int stage = 0;            // 0 = draw uniformly from 1..K; else force this stage
+  int stage = 0;            // 0 = draw a stage from 1..K (see stage_weights); else force this stage
+  // Relative probability of drawing each stage 1..K when `stage` is 0; empty = uniform.
+  // Weighting the noisiest stage K (fewest frames, cheapest step) buys more updates of the
+  // coarse layout and motion per second of training.
+  std::vector<double> stage_weights;
   // Generator on x0's device for the noise; null = draw it from the CPU generator and copy.
   // On a GPU, CPU draws of a large batch's noise cost more than the training step itself.
   torch::Generator* noise_generator = nullptr;

@@ -21,7 +21,7 @@
 namespace tpdiff::train {
 
 enum class TrainMode {
-  kTpdiff,   // stages drawn uniformly from 1..K at their own frame rates
+  kTpdiff,   // stages drawn from 1..K (uniformly unless stage_weights) at their own frame rates
   kVanilla,  // the same network trained at full frame rate as a single stage (K = 1)
 };
 
@@ -29,6 +29,9 @@ struct TrainOptions {
   TrainMode mode = TrainMode::kTpdiff;
   int stages = 3;           // K (tpdiff mode)
   bool align_noise = true;  // data-noise alignment
+  // Tpdiff mode: relative probability of training each stage 1..K (stage K is the noisiest
+  // and lowest frame rate); empty = uniform. May change between resumed runs.
+  std::vector<double> stage_weights;
   int64_t iters = 0;        // stop after this many steps (0 = no step limit)
   double minutes = 0;       // stop after this much training time (0 = no time limit)
   // Pause at this step (writing checkpoint + package) without changing the schedule, which
