@@ -45,6 +45,9 @@ ABSL_FLAG(std::string, previews_dir, "", "generate: folder for stage previews");
 ABSL_FLAG(int64_t, after_seq, 0, "watch: replay events after this seq");
 ABSL_FLAG(std::string, service, "", "health: service name; empty = the whole server");
 ABSL_FLAG(std::string, tls_ca, "", "PEM CA that signs the server's certificate; empty = system roots");
+ABSL_FLAG(std::string, tls_server_name, "",
+          "Name to verify in the server's certificate instead of --server's host (e.g. through "
+          "kubectl port-forward)");
 ABSL_FLAG(bool, insecure, false, "Plaintext gRPC (a local server started with --insecure)");
 ABSL_FLAG(std::string, api_key, "", "API key (sent as a bearer token); default: env TPDIFF_API_KEY");
 
@@ -125,14 +128,14 @@ int main(int raw_argc, char** raw_argv) {
   security.insecure = absl::GetFlag(FLAGS_insecure);
   security.ca_file = absl::GetFlag(FLAGS_tls_ca);
   security.api_key = absl::GetFlag(FLAGS_api_key);
+  security.server_name = absl::GetFlag(FLAGS_tls_server_name);
   if (const char* env = std::getenv("TPDIFF_API_KEY"); security.api_key.empty() && env != nullptr) {
     security.api_key = env;
   }
-  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
-      MakeChannelCredentials(security);
-  if (!credentials.ok()) return Report(credentials.status(), 2);
-  auto channel = grpc::CreateChannel(absl::GetFlag(FLAGS_server), *credentials);
-  auto stub = tpdiff::v1::VideoGeneration::NewStub(channel);
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
+      MakeChannel(absl::GetFlag(FLAGS_server), security);
+  if (!channel.ok()) return Report(channel.status(), 2);
+  auto stub = tpdiff::v1::VideoGeneration::NewStub(*channel);
   CommandIo io{std::cout, std::cerr, isatty(STDERR_FILENO) != 0};
   FollowOptions follow;
   follow.deadline = deadline;
@@ -169,7 +172,7 @@ int main(int raw_argc, char** raw_argv) {
   if (command == "models") return Report(RunModels(*stub, deadline, io));
   if (command == "health") {
     absl::StatusOr<std::string> serving = CheckHealth(
-        channel, absl::GetFlag(FLAGS_service),
+        *channel, absl::GetFlag(FLAGS_service),
         deadline > absl::ZeroDuration() ? deadline : absl::Seconds(5));
     if (!serving.ok()) return Report(serving.status());
     std::cout << *serving << "\n";

@@ -45,6 +45,8 @@ ABSL_FLAG(absl::Duration, heartbeat, absl::ZeroDuration(),
 ABSL_FLAG(std::string, tls_ca, "", "PEM CA that signs the front's certificate; empty = system roots");
 ABSL_FLAG(std::string, tls_cert, "", "PEM client certificate for a front with --tls-client-ca");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls-cert");
+ABSL_FLAG(std::string, tls_server_name, "",
+          "Name to verify in the front's certificate instead of --server's host");
 ABSL_FLAG(std::string, worker_secret_file, "",
           "File with the front's worker secret; default: env TPDIFF_WORKER_SECRET");
 ABSL_FLAG(bool, insecure, false, "Plaintext gRPC to the front (local mode and tests only)");
@@ -69,10 +71,12 @@ absl::Status ConfigureSecurity(tpdiff::worker::GatewayClientOptions& options) {
   security.ca_file = absl::GetFlag(FLAGS_tls_ca);
   security.cert_file = absl::GetFlag(FLAGS_tls_cert);
   security.key_file = absl::GetFlag(FLAGS_tls_key);
+  security.server_name = absl::GetFlag(FLAGS_tls_server_name);
   absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
       tpdiff::client::MakeChannelCredentials(security);
   if (!credentials.ok()) return credentials.status();
   options.credentials = *std::move(credentials);
+  options.tls_server_name = security.server_name;
   if (!absl::GetFlag(FLAGS_worker_secret_file).empty()) {
     absl::StatusOr<std::string> secret = tpdiff::client::ReadFileContents(
         absl::GetFlag(FLAGS_worker_secret_file), "--worker-secret-file");

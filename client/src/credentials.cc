@@ -27,6 +27,10 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeChannelCredentials
       return absl::InvalidArgumentError(
           "an API key is only sent over TLS: drop --insecure (and give --tls-ca) or the key");
     }
+    if (!security.server_name.empty()) {
+      return absl::InvalidArgumentError(
+          "--tls-server-name names the certificate to verify over TLS: drop --insecure or it");
+    }
     return grpc::InsecureChannelCredentials();
   }
   if (security.cert_file.empty() != security.key_file.empty()) {
@@ -50,6 +54,16 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeChannelCredentials
   if (security.api_key.empty()) return channel;
   return grpc::CompositeChannelCredentials(channel,
                                            grpc::AccessTokenCredentials(security.api_key));
+}
+
+absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const std::string& target,
+                                                           const ChannelSecurity& security,
+                                                           grpc::ChannelArguments args) {
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
+      MakeChannelCredentials(security);
+  if (!credentials.ok()) return credentials.status();
+  if (!security.server_name.empty()) args.SetSslTargetNameOverride(security.server_name);
+  return grpc::CreateCustomChannel(target, *credentials, args);
 }
 
 }  // namespace tpdiff::client

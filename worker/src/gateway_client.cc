@@ -33,6 +33,7 @@ GatewayClient::GatewayClient(GatewayClientOptions options) : options_(std::move(
               static_cast<int>(absl::ToInt64Milliseconds(options_.backoff.initial)));
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
               static_cast<int>(absl::ToInt64Milliseconds(options_.backoff.max)));
+  if (!options_.tls_server_name.empty()) args.SetSslTargetNameOverride(options_.tls_server_name);
   auto creds = options_.credentials ? options_.credentials : grpc::InsecureChannelCredentials();
   channel_ = grpc::CreateCustomChannel(options_.server_address, creds, args);
   stub_ = wv1::WorkerGateway::NewStub(channel_);

@@ -57,10 +57,14 @@ absl::StatusOr<TestCerts> MakeTestCerts() {
   const char* kServer =
       "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n"
       "subjectAltName=DNS:localhost,IP:127.0.0.1";
+  const char* kNamedServer =
+      "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n"
+      "subjectAltName=DNS:tpdiff-front.test";
   const char* kClient =
       "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth";
   for (absl::Status s : {MakeCert(dir, "ca", "/CN=tpdiff-test-ca", kCa, ""),
                          MakeCert(dir, "server", "/CN=localhost", kServer, "ca"),
+                         MakeCert(dir, "named-server", "/CN=tpdiff-front.test", kNamedServer, "ca"),
                          MakeCert(dir, "worker", "/CN=tpdiff-worker", kClient, "ca"),
                          MakeCert(dir, "rogue-ca", "/CN=rogue-ca", kCa, ""),
                          MakeCert(dir, "rogue", "/CN=tpdiff-worker", kClient, "rogue-ca")}) {
@@ -71,6 +75,8 @@ absl::StatusOr<TestCerts> MakeTestCerts() {
   certs.ca_cert = dir + "/ca.pem";
   certs.server_cert = dir + "/server.pem";
   certs.server_key = dir + "/server.key";
+  certs.named_server_cert = dir + "/named-server.pem";
+  certs.named_server_key = dir + "/named-server.key";
   certs.worker_cert = dir + "/worker.pem";
   certs.worker_key = dir + "/worker.key";
   certs.rogue_ca_cert = dir + "/rogue-ca.pem";

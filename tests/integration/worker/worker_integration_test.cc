@@ -128,6 +128,24 @@ class WorkerIntegrationTest : public ::testing::Test {
     std::filesystem::remove_all(models_dir_);
   }
 
+  // A TLS front serving `cert_file`/`key_file` that wants the worker secret and tenant
+  // "acme"'s API key kAcmeKey. Returns the path of the secret file, written into certs.dir.
+  std::string StartTlsServer(const tpdiff::testing::TestCerts& certs, const std::string& cert_file,
+                             const std::string& key_file) {
+    const std::string secret_file = certs.dir + "/worker-secret";
+    std::ofstream(secret_file) << kWorkerSecret << "\n";
+    server::FrontServerOptions options;
+    options.tls = server::ServerTls{tpdiff::testing::ReadTestFile(cert_file),
+                                    tpdiff::testing::ReadTestFile(key_file), ""};
+    options.worker_auth.secret = kWorkerSecret;
+    options.tenants = std::vector<server::TenantConfig>{
+        server::TenantConfig{"acme", {server::Sha256Hex(kAcmeKey)}, server::TenantLimits{}}};
+    StartServer(options);
+    return secret_file;
+  }
+  static constexpr char kWorkerSecret[] = "worker-secret-0123456789abcdef";
+  static constexpr char kAcmeKey[] = "acme-key-1";
+
   // Waits (bounded) until the front has `n` serving workers.
   bool WaitForWorkers(size_t n) {
     const absl::Time until = absl::Now() + absl::Seconds(60);
@@ -342,15 +360,7 @@ TEST_F(WorkerIntegrationTest, WorkerBinaryServesAJob) {
 TEST_F(WorkerIntegrationTest, TlsWorkerProcessWithSecretServesAnApiKeyClient) {
   absl::StatusOr<tpdiff::testing::TestCerts> certs = tpdiff::testing::MakeTestCerts();
   ASSERT_TRUE(certs.ok()) << certs.status();
-  const std::string secret_file = certs->dir + "/worker-secret";
-  std::ofstream(secret_file) << "worker-secret-0123456789abcdef\n";
-  server::FrontServerOptions options;
-  options.tls = server::ServerTls{tpdiff::testing::ReadTestFile(certs->server_cert),
-                                  tpdiff::testing::ReadTestFile(certs->server_key), ""};
-  options.worker_auth.secret = "worker-secret-0123456789abcdef";
-  options.tenants = std::vector<server::TenantConfig>{
-      server::TenantConfig{"acme", {server::Sha256Hex("acme-key-1")}, server::TenantLimits{}}};
-  StartServer(options);
+  const std::string secret_file = StartTlsServer(*certs, certs->server_cert, certs->server_key);
 
   WorkerProcess worker(target_, models_dir_, "proc-tls",
                        {"--tls-ca=" + certs->ca_cert, "--worker-secret-file=" + secret_file});
@@ -358,7 +368,7 @@ TEST_F(WorkerIntegrationTest, TlsWorkerProcessWithSecretServesAnApiKeyClient) {
 
   tpdiff::client::ChannelSecurity security;
   security.ca_file = certs->ca_cert;
-  security.api_key = "acme-key-1";
+  security.api_key = kAcmeKey;
   absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
       tpdiff::client::MakeChannelCredentials(security);
   ASSERT_TRUE(credentials.ok()) << credentials.status();
@@ -372,6 +382,45 @@ TEST_F(WorkerIntegrationTest, TlsWorkerProcessWithSecretServesAnApiKeyClient) {
   security.insecure = true;
   EXPECT_EQ(tpdiff::client::MakeChannelCredentials(security).status().code(),
             absl::StatusCode::kInvalidArgument);
+  std::filesystem::remove_all(certs->dir);
+}
+
+// Through `kubectl port-forward` the dialled host (here 127.0.0.1) is not the name in the
+// front's certificate. --tls-server-name names the one to verify, for the worker binary and
+// the client library alike; without it the handshake fails.
+TEST_F(WorkerIntegrationTest, TlsServerNameVerifiesTheCertificatesNameNotTheDialledHost) {
+  absl::StatusOr<tpdiff::testing::TestCerts> certs = tpdiff::testing::MakeTestCerts();
+  ASSERT_TRUE(certs.ok()) << certs.status();
+  const std::string secret_file =
+      StartTlsServer(*certs, certs->named_server_cert, certs->named_server_key);
+
+  tpdiff::client::ChannelSecurity security;
+  security.ca_file = certs->ca_cert;
+  security.api_key = kAcmeKey;
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> unnamed =
+      tpdiff::client::MakeChannel(target_, security);
+  ASSERT_TRUE(unnamed.ok()) << unnamed.status();
+  {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    api::ListModelsResponse response;
+    EXPECT_EQ(api::VideoGeneration::NewStub(*unnamed)->ListModels(&context, {}, &response)
+                  .error_code(),
+              grpc::StatusCode::UNAVAILABLE);
+  }
+
+  WorkerProcess worker(target_, models_dir_, "proc-named",
+                       {"--tls-ca=" + certs->ca_cert, "--tls-server-name=tpdiff-front.test",
+                        "--worker-secret-file=" + secret_file});
+  ASSERT_TRUE(WaitForWorkers(1));
+  security.server_name = "tpdiff-front.test";
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> named =
+      tpdiff::client::MakeChannel(target_, security);
+  ASSERT_TRUE(named.ok()) << named.status();
+  stub_ = api::VideoGeneration::NewStub(*named);
+  const std::vector<api::JobEvent> events = GenerateAll(Request(1));
+  ASSERT_FALSE(events.empty());
+  EXPECT_TRUE(events.back().has_completed()) << events.back().DebugString();
   std::filesystem::remove_all(certs->dir);
 }
 

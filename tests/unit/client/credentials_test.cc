@@ -35,6 +35,17 @@ TEST(MakeChannelCredentialsTest, ConflictingOrIncompleteFlagsAreRejected) {
   EXPECT_THAT(MakeChannelCredentials(cert_only).status().message(), HasSubstr("go together"));
 }
 
+TEST(MakeChannelCredentialsTest, ServerNameNeedsTls) {
+  ChannelSecurity security;
+  security.insecure = true;
+  security.server_name = "tpdiff-front";
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = MakeChannel("localhost:1", security);
+  ASSERT_EQ(channel.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(channel.status().message(), HasSubstr("--tls-server-name"));
+  security.insecure = false;
+  EXPECT_TRUE(MakeChannel("localhost:1", security).ok());
+}
+
 TEST(MakeChannelCredentialsTest, UnreadableCaNamesTheFlag) {
   ChannelSecurity security;
   security.ca_file = "/nonexistent/ca.pem";

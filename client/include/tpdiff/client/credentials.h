@@ -20,12 +20,21 @@ struct ChannelSecurity {
   // Sent on every call as "authorization: Bearer <key>"; gRPC sends call credentials only
   // over TLS, so a key with `insecure` is refused rather than leaked.
   std::string api_key;
+  // TLS: the name to verify in the server's certificate instead of the dialled host, e.g. the
+  // Service name when dialling localhost through `kubectl port-forward`. Empty = the host.
+  std::string server_name;
 };
 
 // TLS (or plaintext) channel credentials with the API key attached. INVALID_ARGUMENT for
 // conflicting settings, NOT_FOUND naming an unreadable file.
 absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeChannelCredentials(
     const ChannelSecurity& security);
+
+// A channel to `target` with MakeChannelCredentials(security) and security.server_name;
+// `args` carry the caller's other channel settings. Errors as MakeChannelCredentials.
+absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(
+    const std::string& target, const ChannelSecurity& security,
+    grpc::ChannelArguments args = grpc::ChannelArguments());
 
 // A whole file; NOT_FOUND names `flag` and the path.
 absl::StatusOr<std::string> ReadFileContents(const std::string& path, absl::string_view flag);

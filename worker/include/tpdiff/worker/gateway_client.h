@@ -37,6 +37,9 @@ struct GatewayClientOptions {
   std::optional<absl::Duration> heartbeat_interval;
   BackoffOptions backoff;
   std::shared_ptr<grpc::ChannelCredentials> credentials;  // null = insecure
+  // TLS: the name to verify in the front's certificate instead of server_address's host;
+  // empty = that host.
+  std::string tls_server_name;
   // Shared worker secret, sent as metadata kWorkerSecretMetadata on every Connect; empty =
   // none (the front may instead require a client certificate: see docs/security.md).
   std::string secret;
