@@ -148,29 +148,18 @@ bool CanUseCpuAttention(const torch::Tensor& q, const torch::Tensor& k, const to
   return true;
 }
 
-torch::Tensor CpuAttention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                           int heads, const torch::Tensor& key_bias) {
-  TORCH_CHECK(CanUseCpuAttention(q, k, v, key_bias), "CpuAttention: unsupported inputs ",
-              q.sizes(), " ", k.sizes(), " ", v.sizes());
-  const int64_t b = q.size(0), lq = q.size(1), lk = k.size(1), d = q.size(2);
+namespace {
+
+// Fills the shape fields of `a` (its pointers and strides are set), allocates the output and
+// runs the groups across threads.
+torch::Tensor Attend(AttentionArgs& a, int64_t batch, int64_t lq, int64_t lk, int64_t d,
+                     int heads, const torch::TensorOptions& options) {
   TORCH_CHECK(heads > 0 && d % heads == 0, "CpuAttention: width ", d, " not divisible by ",
               heads, " heads");
   TORCH_CHECK(lk > 0, "CpuAttention: no keys");
-  torch::Tensor bias;
-  if (key_bias.defined()) bias = key_bias.to(torch::kFloat).contiguous();
-  torch::Tensor out = torch::empty({b, lq, d}, q.options().memory_format(c10::MemoryFormat::Contiguous));
-  AttentionArgs a;
-  a.q = q.data_ptr<float>();
-  a.k = k.data_ptr<float>();
-  a.v = v.data_ptr<float>();
-  a.bias = bias.defined() ? bias.data_ptr<float>() : nullptr;
+  torch::Tensor out =
+      torch::empty({batch, lq, d}, options.memory_format(c10::MemoryFormat::Contiguous));
   a.out = out.data_ptr<float>();
-  a.q_batch = q.stride(0);
-  a.q_row = q.stride(1);
-  a.k_batch = k.stride(0);
-  a.k_row = k.stride(1);
-  a.v_batch = v.stride(0);
-  a.v_row = v.stride(1);
   a.heads = heads;
   a.lq = lq;
   a.lk = lk;
@@ -180,9 +169,50 @@ torch::Tensor CpuAttention(const torch::Tensor& q, const torch::Tensor& k, const
   // Split across threads only when each share is worth a wake-up (~64k multiply-adds).
   const int64_t work_per_group = std::max<int64_t>(1, lq * lk * a.dh * 2);
   const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / work_per_group);
-  at::parallel_for(0, b * heads, grain,
+  at::parallel_for(0, batch * heads, grain,
                    [&](int64_t begin, int64_t end) { AttendGroups(a, begin, end); });
   return out;
+}
+
+}  // namespace
+
+torch::Tensor CpuAttention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                           int heads, const torch::Tensor& key_bias) {
+  TORCH_CHECK(CanUseCpuAttention(q, k, v, key_bias), "CpuAttention: unsupported inputs ",
+              q.sizes(), " ", k.sizes(), " ", v.sizes());
+  torch::Tensor bias;
+  if (key_bias.defined()) bias = key_bias.to(torch::kFloat).contiguous();
+  AttentionArgs a;
+  a.q = q.data_ptr<float>();
+  a.k = k.data_ptr<float>();
+  a.v = v.data_ptr<float>();
+  a.bias = bias.defined() ? bias.data_ptr<float>() : nullptr;
+  a.q_batch = q.stride(0);
+  a.q_row = q.stride(1);
+  a.k_batch = k.stride(0);
+  a.k_row = k.stride(1);
+  a.v_batch = v.stride(0);
+  a.v_row = v.stride(1);
+  return Attend(a, q.size(0), q.size(1), k.size(1), q.size(2), heads, q.options());
+}
+
+bool CanUseCpuSelfAttention(const torch::Tensor& qkv) {
+  if (!qkv.defined() || qkv.dim() != 3 || qkv.size(2) % 3 != 0) return false;
+  return CanUseCpuAttention(qkv, qkv, qkv, torch::Tensor());
+}
+
+torch::Tensor CpuSelfAttention(const torch::Tensor& qkv, int heads) {
+  TORCH_CHECK(CanUseCpuSelfAttention(qkv), "CpuSelfAttention: unsupported input ", qkv.sizes());
+  const int64_t d = qkv.size(2) / 3;
+  const float* base = qkv.data_ptr<float>();
+  AttentionArgs a;
+  a.q = base;
+  a.k = base + d;
+  a.v = base + 2 * d;
+  a.bias = nullptr;
+  a.q_batch = a.k_batch = a.v_batch = qkv.stride(0);
+  a.q_row = a.k_row = a.v_row = qkv.stride(1);
+  return Attend(a, qkv.size(0), qkv.size(1), qkv.size(1), d, heads, qkv.options());
 }
 
 }  // namespace tpdiff::core

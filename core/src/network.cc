@@ -15,6 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "tpdiff/core/cpu_attention.h"
+#include "tpdiff/core/cpu_modulation.h"
 #include "tpdiff/core/torch_status.h"
 
 namespace tpdiff::core {
@@ -57,6 +58,46 @@ torch::Tensor GatedResidual(const torch::Tensor& h, const torch::Tensor& gate,
                             const torch::Tensor& branch) {
   return torch::addcmul(h, gate, branch);
 }
+
+// A block's adaLN-Zero modulation [B, K * D]: K chunks of width D (shift, scale and gate per
+// branch) applied to activations [B, T, N, D]. At inference on the CPU the fused kernels of
+// cpu_modulation.h read the chunks in place; otherwise tensor ops run on chunk views.
+class Modulation {
+ public:
+  Modulation(torch::Tensor mod, const torch::Tensor& activations)
+      : mod_(std::move(mod)),
+        width_(activations.size(-1)),
+        fused_(CanUseCpuModulation(activations, mod_)) {}
+
+  // norm(x) * (1 + scale) + shift, for a LayerNorm without affine parameters.
+  torch::Tensor NormModulate(nn::LayerNorm& norm, const torch::Tensor& x, int64_t shift,
+                             int64_t scale) const {
+    if (fused_ && !norm->options.elementwise_affine()) {
+      return CpuNormModulate(x, mod_, shift, scale, norm->options.eps());
+    }
+    return Modulate(norm(x), Chunk(shift), Chunk(scale));
+  }
+
+  // h + gate * branch.
+  torch::Tensor GatedResidual(const torch::Tensor& h, int64_t gate,
+                              const torch::Tensor& branch) const {
+    if (fused_ && h.dim() == 4 && h.is_contiguous() && branch.sizes() == h.sizes() &&
+        branch.stride(3) == 1 && CanUseCpuModulation(branch, mod_)) {
+      return CpuGatedResidual(h, mod_, gate, branch);
+    }
+    return tpdiff::core::GatedResidual(h, Chunk(gate), branch);
+  }
+
+ private:
+  // Chunk c as [B, 1, 1, D], broadcasting over frames and patches.
+  torch::Tensor Chunk(int64_t c) const {
+    return mod_.narrow(1, c * width_, width_).unsqueeze(1).unsqueeze(1);
+  }
+
+  torch::Tensor mod_;
+  int64_t width_;
+  bool fused_;
+};
 
 // Multi-head scaled dot-product attention on [B, L, D] projections; inference on the CPU
 // takes the one-pass kernel of cpu_attention.h.
@@ -263,7 +304,11 @@ AttentionImpl::AttentionImpl(int dim, int heads, int kv_dim)
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& context,
                                      const torch::Tensor& key_bias) {
   if (cross_) return Attend(x, KeysValues(context), key_bias);
-  const auto qkv = qkv_(x).chunk(3, -1);
+  const torch::Tensor fused = qkv_(x);
+  if (!key_bias.defined() && CanUseCpuSelfAttention(fused)) {
+    return out(CpuSelfAttention(fused, heads_));
+  }
+  const auto qkv = fused.chunk(3, -1);
   return out(MultiHead(qkv[0], qkv[1], qkv[2], heads_, key_bias));
 }
 
@@ -324,19 +369,20 @@ torch::Tensor VideoBlockImpl::forward(const torch::Tensor& h_in, const torch::Te
                                       const std::pair<torch::Tensor, torch::Tensor>& caption_kv,
                                       const torch::Tensor& text_bias) {
   const int64_t b = h_in.size(0), T = h_in.size(1), n = h_in.size(2), d = h_in.size(3);
-  const auto m = modulation_(cond).view({b, 1, 1, 9 * d}).chunk(9, -1);
+  // Chunks 0-8: shift, scale and gate of the spatial, temporal and MLP branches.
+  const Modulation m(modulation_(cond), h_in);
   torch::Tensor h = h_in;
   // Spatial attention: frames folded into the batch.
-  torch::Tensor x = Modulate(norm_s_(h), m[0], m[1]).reshape({b * T, n, d});
-  h = GatedResidual(h, m[2], spatial_(x).view({b, T, n, d}));
+  torch::Tensor x = m.NormModulate(norm_s_, h, 0, 1).reshape({b * T, n, d});
+  h = m.GatedResidual(h, 2, spatial_(x).view({b, T, n, d}));
   // Temporal attention: patch positions folded into the batch.
-  x = Modulate(norm_t_(h), m[3], m[4]).permute({0, 2, 1, 3}).reshape({b * n, T, d});
-  h = GatedResidual(h, m[5], temporal_(x).view({b, n, T, d}).permute({0, 2, 1, 3}));
+  x = m.NormModulate(norm_t_, h, 3, 4).permute({0, 2, 1, 3}).reshape({b * n, T, d});
+  h = m.GatedResidual(h, 5, temporal_(x).view({b, n, T, d}).permute({0, 2, 1, 3}));
   // Cross-attention to the caption.
   x = norm_c_(h).reshape({b, T * n, d});
   h = h + cross_->Attend(x, caption_kv, text_bias).view({b, T, n, d});
   // MLP.
-  return GatedResidual(h, m[8], mlp_(Modulate(norm_m_(h), m[6], m[7])));
+  return m.GatedResidual(h, 8, mlp_(m.NormModulate(norm_m_, h, 6, 7)));
 }
 
 }  // namespace network_internal
@@ -531,8 +577,7 @@ torch::Tensor TpdiffNetImpl::ForwardPrepared(const torch::Tensor& x, const torch
     h = (*blocks_)[i]->as<network_internal::VideoBlock>()->forward(h, cond, prepared.caption_kv[i],
                                                                 prepared.text_bias);
   }
-  const auto fm = final_modulation_(cond).view({b, 1, 1, 2 * d}).chunk(2, -1);
-  h = final_proj_(Modulate(final_norm_(h), fm[0], fm[1]));
+  h = final_proj_(Modulation(final_modulation_(cond), h).NormModulate(final_norm_, h, 0, 1));
   const torch::Tensor skip = input_skip_(cond).view({b, c, 1, 1, 1});
   // Unpatchify to frames: [B, T, N, C*p*p] -> [B*T, C, H, W].
   torch::Tensor frames = h.reshape({b, T, hp, wp, c, p, p})

@@ -52,6 +52,22 @@ TEST(CpuAttentionTest, MatchesTheTensorOpDefinition) {
   }
 }
 
+TEST(CpuAttentionTest, SelfAttentionOnAFusedProjectionEqualsItsChunks) {
+  torch::NoGradGuard no_grad;
+  torch::manual_seed(4);
+  for (const Case& c : {Case{32, 4, 4, 128, 4}, Case{8, 16, 16, 128, 4}, Case{3, 5, 5, 12, 3}}) {
+    const torch::Tensor qkv = torch::randn({c.batch, c.lq, 3 * c.width}) * 3;
+    ASSERT_TRUE(CanUseCpuSelfAttention(qkv));
+    const auto parts = qkv.chunk(3, -1);
+    const torch::Tensor got = CpuSelfAttention(qkv, static_cast<int>(c.heads));
+    EXPECT_TRUE(torch::equal(
+        got, CpuAttention(parts[0], parts[1], parts[2], static_cast<int>(c.heads), {})));
+    EXPECT_TRUE(torch::allclose(
+        got, Reference(parts[0], parts[1], parts[2], static_cast<int>(c.heads), {}), 1e-4, 1e-4));
+  }
+  EXPECT_FALSE(CanUseCpuSelfAttention(torch::randn({2, 4, 10})));  // not three equal parts
+}
+
 TEST(CpuAttentionTest, MaskedKeysGetNoWeightAndLargeScoresStayFinite) {
   torch::NoGradGuard no_grad;
   const torch::Tensor q = torch::full({1, 2, 4}, 40.0f);  // scores ~ 40*40*4/2: exp overflows

@@ -24,6 +24,13 @@ DenoiserInput Input(int64_t batch, int frames, int stage, torch::Tensor tokens =
   return in;
 }
 
+// A guided batch's captions: a four-word caption for clip 0, the empty one for clip 1.
+torch::Tensor GuidedTokens() {
+  torch::Tensor tokens = torch::zeros({2, 6}, torch::kLong);
+  tokens[0].slice(0, 0, 4) = torch::tensor({3, 7, 14, 5}, torch::kLong);
+  return tokens;
+}
+
 TEST(NetworkTest, StageConsistentTemporalPositions) {
   EXPECT_TRUE(torch::equal(TemporalPositions(1, 4), torch::tensor({0, 1, 2, 3}, torch::kLong)));
   EXPECT_TRUE(torch::equal(TemporalPositions(2, 4), torch::tensor({0, 2, 4, 6}, torch::kLong)));
@@ -268,8 +275,7 @@ TEST(NetworkTest, ReusedCaptionStateMatchesAFreshForward) {
   TpdiffNet net(c);
   Randomize(*net, 11);
   NetworkDenoiser d(net);
-  torch::Tensor tokens = torch::zeros({2, 6}, torch::kLong);
-  tokens[0].slice(0, 0, 4) = torch::tensor({3, 7, 14, 5}, torch::kLong);
+  torch::Tensor tokens = GuidedTokens();
   auto check = [&](DenoiserInput in, const char* what) {
     const auto y = d.Predict(in);
     ASSERT_TRUE(y.ok()) << what << ": " << y.status();
@@ -306,6 +312,26 @@ TEST(NetworkTest, ReusedCaptionStateMatchesAFreshForward) {
   mixed.stage[1] = 2;
   EXPECT_EQ(d.Predict(mixed).status().code(), absl::StatusCode::kInvalidArgument);
   check(Input(2, 8, 1, tokens), "after rejected calls");
+}
+
+// Inference takes the fused CPU kernels (attention, norm + modulation, gated residuals);
+// training records autograd and takes tensor ops. Both must compute the same network.
+TEST(NetworkTest, InferenceKernelsMatchTheTrainingPath) {
+  NetworkConfig c = Tiny();
+  c.word_layout_frames = 16;
+  c.refine_channels = 8;
+  TpdiffNet net(c);
+  Randomize(*net, 12);
+  for (const auto& [frames, stage] : {std::pair{4, 3}, std::pair{8, 2}, std::pair{16, 1}}) {
+    const DenoiserInput in = Input(2, frames, stage, GuidedTokens());
+    const torch::Tensor recorded = net->forward(in.x, in.t, in.stage, in.tokens);
+    ASSERT_TRUE(recorded.requires_grad());  // the tensor-op path ran
+    torch::NoGradGuard no_grad;
+    const torch::Tensor inferred = net->forward(in.x, in.t, in.stage, in.tokens);
+    EXPECT_TRUE(torch::allclose(inferred, recorded.detach(), 1e-4, 1e-4))
+        << frames << " frames: max difference "
+        << (inferred - recorded.detach()).abs().max().item<float>();
+  }
 }
 
 TEST(NetworkTest, RecommendedConfigsStayWellUnderTenMillionParameters) {

@@ -21,6 +21,16 @@ namespace tpdiff::core {
 torch::Tensor CpuAttention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                            int heads, const torch::Tensor& key_bias);
 
+// Self-attention from a fused projection: qkv [B, L, 3D] holds q, k and v side by side in the
+// last dimension (as one Linear(D, 3D) writes them), innermost dimension contiguous. The same
+// value as CpuAttention on its three chunks without a key bias, without making the chunk
+// views (each costs LibTorch ops at the network's sizes). Not differentiable.
+torch::Tensor CpuSelfAttention(const torch::Tensor& qkv, int heads);
+
+// Whether CpuSelfAttention accepts qkv now (as CanUseCpuAttention; last dimension a
+// multiple of 3).
+bool CanUseCpuSelfAttention(const torch::Tensor& qkv);
+
 // Whether CpuAttention accepts these inputs now: CPU float tensors of the shapes above with
 // a contiguous innermost dimension, and no autograd recording.
 bool CanUseCpuAttention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
