@@ -6,6 +6,7 @@
 #   DEPS_PREFIX=/path/with/usr   (default: .gpu/usr, made by `scripts/gpu-deps.sh`)
 #   STEP=build|check|train|pair|cost|eval  (several, comma separated; default build,check)
 #   MODE=tpdiff|vanilla PRESET=gpu MINUTES=8 BATCH=64 TRAIN_OUT=out/gpu/shapes-tpdiff RESUME=1
+#   TRAIN_ARGS="--word_layout_frames=16 --stage_weights=1,2,3"  (more tpdiff-train flags, `train`)
 # `pair` trains the TPDiff model and its vanilla twin at once (same preset, batch, seed and
 # wall-clock budget, sharing the GPU) into out/gpu/shapes-{tpdiff,vanilla}. END_AT (epoch
 # seconds) caps both runs so that the whole command fits a time limit: the budget becomes
@@ -41,7 +42,8 @@ if has train; then
   [[ -n "${RESUME:-}" ]] && args+=(--resume)
   [[ -n "${ITERS:-}" ]] && args+=(--iters="$ITERS")
   [[ -n "${LR:-}" ]] && args+=(--lr="$LR")
-  "$build_dir/train/tpdiff-train" "${args[@]}"
+  read -r -a extra <<<"${TRAIN_ARGS:-}"
+  "$build_dir/train/tpdiff-train" "${args[@]}" "${extra[@]}"
 fi
 if has pair; then
   minutes=${MINUTES:-8}
