@@ -9,6 +9,8 @@
 #include <cstring>
 #include <vector>
 
+#include "cpu_features.h"
+
 namespace tpdiff::core {
 namespace {
 
@@ -101,8 +103,7 @@ void AttendGroupsBaseline(const AttentionArgs& a, int64_t begin, int64_t end) {
   AttendGroupsBody(a, begin, end);
 }
 
-// Picked at run time rather than with target_clones: an ifunc resolver runs during dynamic
-// relocation, before a sanitizer runtime is up, and crashed the TSan build.
+// Picked at run time (cpu_features.h).
 #if defined(__GNUC__) && defined(__x86_64__)
 __attribute__((target("avx2,fma"))) void AttendGroupsAvx2(const AttentionArgs& a, int64_t begin,
                                                           int64_t end) {
@@ -110,8 +111,7 @@ __attribute__((target("avx2,fma"))) void AttendGroupsAvx2(const AttentionArgs& a
 }
 
 void AttendGroups(const AttentionArgs& a, int64_t begin, int64_t end) {
-  static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  if (avx2) {
+  if (CpuHasAvx2Fma()) {
     AttendGroupsAvx2(a, begin, end);
   } else {
     AttendGroupsBaseline(a, begin, end);

@@ -7,6 +7,8 @@
 #include <cmath>
 #include <cstdint>
 
+#include "cpu_features.h"
+
 namespace tpdiff::core {
 namespace {
 
@@ -85,8 +87,7 @@ void GatedResidualBaseline(const GatedResidualArgs& a, int64_t begin, int64_t en
   GatedResidualBody(a, begin, end);
 }
 
-// An AVX2+FMA build of the same loops, picked at run time (see cpu_attention.cc for why not
-// target_clones).
+// An AVX2+FMA build of the same loops, picked at run time (cpu_features.h).
 #if defined(__GNUC__) && defined(__x86_64__)
 __attribute__((target("avx2,fma"))) void NormModulateAvx2(const NormModulateArgs& a,
                                                           int64_t begin, int64_t end) {
@@ -96,15 +97,11 @@ __attribute__((target("avx2,fma"))) void GatedResidualAvx2(const GatedResidualAr
                                                            int64_t begin, int64_t end) {
   GatedResidualBody(a, begin, end);
 }
-bool HasAvx2() {
-  static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return avx2;
-}
 void NormModulateRows(const NormModulateArgs& a, int64_t begin, int64_t end) {
-  HasAvx2() ? NormModulateAvx2(a, begin, end) : NormModulateBaseline(a, begin, end);
+  CpuHasAvx2Fma() ? NormModulateAvx2(a, begin, end) : NormModulateBaseline(a, begin, end);
 }
 void GatedResidualRows(const GatedResidualArgs& a, int64_t begin, int64_t end) {
-  HasAvx2() ? GatedResidualAvx2(a, begin, end) : GatedResidualBaseline(a, begin, end);
+  CpuHasAvx2Fma() ? GatedResidualAvx2(a, begin, end) : GatedResidualBaseline(a, begin, end);
 }
 #else
 void NormModulateRows(const NormModulateArgs& a, int64_t begin, int64_t end) {
