@@ -133,6 +133,12 @@ bool CanUseCpuModulation(const torch::Tensor& x, const torch::Tensor& mod) {
   return d > 0 && mod.size(0) == x.size(0) && mod.size(1) % d == 0;
 }
 
+bool CanUseCpuGatedResidual(const torch::Tensor& h, const torch::Tensor& mod,
+                            const torch::Tensor& branch) {
+  return CanUseCpuModulation(h, mod) && CanUseCpuModulation(branch, mod) && h.dim() == 4 &&
+         h.is_contiguous() && branch.sizes() == h.sizes() && branch.stride(3) == 1;
+}
+
 torch::Tensor CpuNormModulate(const torch::Tensor& x_in, const torch::Tensor& mod, int64_t shift,
                               int64_t scale, double eps) {
   TORCH_CHECK(CanUseCpuModulation(x_in, mod), "CpuNormModulate: unsupported inputs ",
@@ -162,10 +168,8 @@ torch::Tensor CpuNormModulate(const torch::Tensor& x_in, const torch::Tensor& mo
 
 torch::Tensor CpuGatedResidual(const torch::Tensor& h, const torch::Tensor& mod, int64_t gate,
                                const torch::Tensor& branch) {
-  TORCH_CHECK(CanUseCpuModulation(h, mod) && CanUseCpuModulation(branch, mod) && h.dim() == 4 &&
-                  h.is_contiguous() && branch.sizes() == h.sizes() && branch.stride(3) == 1,
-              "CpuGatedResidual: unsupported inputs ", h.sizes(), " ", branch.sizes(), " ",
-              mod.sizes());
+  TORCH_CHECK(CanUseCpuGatedResidual(h, mod, branch), "CpuGatedResidual: unsupported inputs ",
+              h.sizes(), " ", branch.sizes(), " ", mod.sizes());
   const int64_t d = h.size(3);
   CheckChunk(mod, d, gate, "gate");
   torch::Tensor out = torch::empty(h.sizes(), h.options());

@@ -81,8 +81,7 @@ class Modulation {
   // h + gate * branch.
   torch::Tensor GatedResidual(const torch::Tensor& h, int64_t gate,
                               const torch::Tensor& branch) const {
-    if (fused_ && h.dim() == 4 && h.is_contiguous() && branch.sizes() == h.sizes() &&
-        branch.stride(3) == 1 && CanUseCpuModulation(branch, mod_)) {
+    if (fused_ && CanUseCpuGatedResidual(h, mod_, branch)) {
       return CpuGatedResidual(h, mod_, gate, branch);
     }
     return tpdiff::core::GatedResidual(h, Chunk(gate), branch);

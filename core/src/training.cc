@@ -4,6 +4,8 @@
 
 #include <ATen/ATen.h>
 
+#include "absl/strings/str_cat.h"
+
 #include "tpdiff/core/alignment.h"
 #include "tpdiff/core/stage_math.h"
 #include "tpdiff/core/temporal_ops.h"
@@ -44,6 +46,20 @@ TrainingBatch BuildTrainingBatch(const StagePlan& plan, int stage, const torch::
   return out;
 }
 
+std::string StageWeightsError(const std::vector<double>& weights, int num_stages) {
+  if (static_cast<int>(weights.size()) != num_stages) {
+    return absl::StrCat(weights.size(), " weights for ", num_stages,
+                        " stages (give one per stage)");
+  }
+  double total = 0;
+  for (double w : weights) {
+    if (!(std::isfinite(w) && w >= 0)) return absl::StrCat(w, " is not a finite weight >= 0");
+    total += w;
+  }
+  if (total <= 0) return "at least one weight must be positive";
+  return "";
+}
+
 TrainingBatch DrawTrainingBatch(const StagePlan& plan, const torch::Tensor& x0,
                                 torch::Generator& generator, const TrainingDrawOptions& options) {
   const int K = plan.num_stages();
@@ -51,14 +67,10 @@ TrainingBatch DrawTrainingBatch(const StagePlan& plan, const torch::Tensor& x0,
   if (stage <= 0 && options.stage_weights.empty()) {
     stage = 1 + static_cast<int>(at::randint(K, {1}, generator, torch::kLong).item<int64_t>());
   } else if (stage <= 0) {
-    TORCH_CHECK(static_cast<int>(options.stage_weights.size()) == K, "stage_weights has ",
-                options.stage_weights.size(), " entries for ", K, " stages");
+    const std::string error = StageWeightsError(options.stage_weights, K);
+    TORCH_CHECK(error.empty(), "stage_weights: ", error);
     double total = 0;
-    for (double w : options.stage_weights) {
-      TORCH_CHECK(std::isfinite(w) && w >= 0, "stage weight ", w, " is not finite and >= 0");
-      total += w;
-    }
-    TORCH_CHECK(total > 0, "stage weights sum to 0");
+    for (double w : options.stage_weights) total += w;
     const double u = total * at::rand({1}, generator, torch::kDouble).item<double>();
     stage = K;  // u can round up to the total; the last positive weight then takes it
     while (stage > 1 && options.stage_weights[stage - 1] == 0) --stage;

@@ -83,17 +83,8 @@ absl::Status ValidateOptions(const TrainOptions& o) {
   }
   if (!o.stage_weights.empty()) {
     if (o.mode != TrainMode::kTpdiff) return Flag("stage-weights", "only for --mode tpdiff");
-    if (static_cast<int>(o.stage_weights.size()) != o.stages) {
-      return Flag("stage-weights", absl::StrCat(o.stage_weights.size(), " weights for ",
-                                                o.stages, " stages (give one per stage)"));
-    }
-    double total = 0;
-    for (double w : o.stage_weights) {
-      if (!(std::isfinite(w) && w >= 0))
-        return Flag("stage-weights", absl::StrCat(w, " is not a finite weight >= 0"));
-      total += w;
-    }
-    if (total <= 0) return Flag("stage-weights", "at least one weight must be positive");
+    const std::string error = core::StageWeightsError(o.stage_weights, o.stages);
+    if (!error.empty()) return Flag("stage-weights", error);
   }
   if (!(o.lr > 0 && o.lr < 1)) return Flag("lr", absl::StrCat(o.lr, " outside (0, 1)"));
   if (o.warmup < 0) return Flag("warmup", "must not be negative");

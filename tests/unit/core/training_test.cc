@@ -97,6 +97,10 @@ TEST(StageWeightsTest, StagesAreDrawnInProportionToTheirWeights) {
   options.stage = 0;
   options.stage_weights = {1, 1};
   EXPECT_THROW(DrawTrainingBatch(plan, x0, gen, options), c10::Error);
+  EXPECT_EQ(StageWeightsError({1, 1}, 3), "2 weights for 3 stages (give one per stage)");
+  EXPECT_EQ(StageWeightsError({1, -1, 1}, 3), "-1 is not a finite weight >= 0");
+  EXPECT_EQ(StageWeightsError({0, 0, 0}, 3), "at least one weight must be positive");
+  EXPECT_EQ(StageWeightsError({1, 0, 3}, 3), "");
 }
 
 INSTANTIATE_TEST_SUITE_P(Both, TrainingTargetTest,

@@ -74,6 +74,11 @@ TEST(CpuModulationTest, DeclinesWhatItCannotDo) {
     EXPECT_FALSE(CanUseCpuModulation(x, torch::randn({3, 9 * 8})));  // batch mismatch
     EXPECT_FALSE(CanUseCpuModulation(x, torch::randn({2, 9 * 8 + 1})));  // not whole chunks
     EXPECT_FALSE(CanUseCpuModulation(x, torch::randn({9 * 8, 2}).t()));  // mod not contiguous
+    // A permuted branch (the temporal one) is fine; a permuted h or a strided last dim is not.
+    EXPECT_TRUE(CanUseCpuGatedResidual(
+        x, mod, x.permute({0, 2, 1, 3}).contiguous().permute({0, 2, 1, 3})));
+    EXPECT_FALSE(CanUseCpuGatedResidual(x.permute({0, 2, 1, 3}), mod, x.permute({0, 2, 1, 3})));
+    EXPECT_FALSE(CanUseCpuGatedResidual(x, mod, torch::randn({2, 4, 16, 16}).slice(3, 0, 16, 2)));
     EXPECT_THROW(CpuNormModulate(x, mod, 8, 9, 1e-6), c10::Error);       // chunk 9 of 9
     EXPECT_THROW(CpuGatedResidual(x, mod, 0, torch::randn({2, 4, 16, 16}).slice(3, 0, 16, 2)),
                  c10::Error);  // strided innermost dimension

@@ -34,6 +34,11 @@ torch::Tensor CpuGatedResidual(const torch::Tensor& h, const torch::Tensor& mod,
 // no autograd recording for either.
 bool CanUseCpuModulation(const torch::Tensor& x, const torch::Tensor& mod);
 
+// Whether CpuGatedResidual accepts h, mod and branch now: CanUseCpuModulation for h and for
+// branch, h contiguous [B, T, N, D], branch of h's shape with a contiguous last dimension.
+bool CanUseCpuGatedResidual(const torch::Tensor& h, const torch::Tensor& mod,
+                            const torch::Tensor& branch);
+
 }  // namespace tpdiff::core
 
 #endif  // TPDIFF_CORE_CPU_MODULATION_H_

@@ -5,6 +5,7 @@
 
 #include <torch/types.h>
 
+#include <string>
 #include <vector>
 
 #include "tpdiff/core/stage_plan.h"
@@ -30,6 +31,10 @@ struct TrainingDrawOptions {
   // On a GPU, CPU draws of a large batch's noise cost more than the training step itself.
   torch::Generator* noise_generator = nullptr;
 };
+
+// Why `weights` cannot weight `num_stages` stages (TrainingDrawOptions::stage_weights: one
+// finite weight >= 0 per stage, not all zero), or "" when they can.
+std::string StageWeightsError(const std::vector<double>& weights, int num_stages);
 
 // Draws a stage, times and noise for clean full-rate videos x0 [B, C, T, H, W] and builds
 // x_t and its target. Stage and times come from `generator` (CPU), the noise from
