@@ -1,7 +1,7 @@
 // tpdiff-eval: samples a prompt list from a model package and scores caption adherence.
 //   tpdiff-eval --model DIR --prompts FILE --out DIR [--sampler tpdiff|vanilla]
-//               [--stage-steps 10,10,10] [--guidance W] [--seed S] [--threads N]
-//               [--device cpu|cuda] [--grid-scale N]
+//               [--stage-steps 10,10,10] [--guidance W] [--solver ab2|euler|heun]
+//               [--seed S] [--threads N] [--device cpu|cuda] [--grid-scale N]
 // Flag parsing and the progress bar only; the work is in tpdiff/train/eval.h.
 
 #include <chrono>
@@ -23,8 +23,10 @@ namespace {
 
 constexpr char kUsage[] =
     "usage: tpdiff-eval --model DIR --prompts FILE --out DIR [--sampler tpdiff|vanilla]\n"
-    "                   [--stage-steps 10,10,10] [--guidance W] [--seed S] [--threads N]\n"
-    "                   [--device cpu|cuda] [--grid-scale N]\n"
+    "                   [--stage-steps 10,10,10] [--guidance W] [--solver ab2|euler|heun]\n"
+    "                   [--seed S] [--threads N] [--device cpu|cuda] [--grid-scale N]\n"
+    "  --solver: flow-matching solver (default ab2: one network call per step, second\n"
+    "  order; heun calls twice per step).\n"
     "  --stage-steps: one entry per stage of the package with --sampler tpdiff; with\n"
     "  --sampler vanilla the total number of full-rate steps (30), or entries summed.\n"
     "  prompts: one caption per line, optionally caption<TAB>seed; lines without a seed\n"
@@ -48,7 +50,7 @@ int main(int argc, char** argv) {
   const std::map<std::string, bool> known = {
       {"model", true}, {"prompts", true}, {"out", true}, {"sampler", true},
       {"stage_steps", true}, {"guidance", true}, {"seed", true}, {"threads", true},
-      {"device", true}, {"grid_scale", true}};
+      {"device", true}, {"grid_scale", true}, {"solver", true}};
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "--help" || arg == "-h") {
@@ -101,6 +103,11 @@ int main(int argc, char** argv) {
     double w = 0;
     if (!absl::SimpleAtod(flags["guidance"], &w)) return Fail("--guidance: not a number");
     options.guidance_scale = w;
+  }
+  if (flags.count("solver") != 0) {
+    auto solver = tpdiff::core::ParseFlowSolver(flags["solver"]);
+    if (!solver.ok()) return Fail("--" + std::string(solver.status().message()));
+    options.solver = *solver;
   }
   if (threads > 0) at::set_num_threads(threads);
 

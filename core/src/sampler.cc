@@ -99,6 +99,8 @@ absl::StatusOr<torch::Tensor> SampleImpl(Denoiser& denoiser, const StagePlan& pl
   }
 
   GuidedPredictor predict(denoiser, request);
+  const bool multistep = request.solver == FlowSolver::kAdamsBashforth2 &&
+                         schedule.parameterization() == Parameterization::kFlowMatching;
   torch::NoGradGuard no_grad;
   for (size_t i = 0; i < stages.size(); ++i) {
     const Stage& stage = stages[i];
@@ -107,7 +109,9 @@ absl::StatusOr<torch::Tensor> SampleImpl(Denoiser& denoiser, const StagePlan& pl
     if (i > 0) {
       x = ApplyJump(x, ComputeJump(schedule, stages[i - 1], stage), noise(stages[i - 1].frames));
     }
-    torch::Tensor last_pred;
+    torch::Tensor last_pred;      // the network's prediction at the previous step's start
+    torch::Tensor last_velocity;  // what the previous step moved x along
+    double last_t = stage.start;
     double t = stage.start;
     for (int step = 0; step < stage.steps; ++step) {
       if (cancel != nullptr && cancel->cancelled()) {
@@ -117,7 +121,14 @@ absl::StatusOr<torch::Tensor> SampleImpl(Denoiser& denoiser, const StagePlan& pl
       const double t_next = stage.start - (stage.start - stage.end) * (step + 1) / stage.steps;
       absl::StatusOr<torch::Tensor> pred = predict(x, t, stage.k);
       if (!pred.ok()) return pred.status();
-      torch::Tensor x_next = geometry.Step(x, t, t_next, *pred);
+      torch::Tensor velocity = *pred;
+      if (multistep && last_pred.defined()) {
+        // Adams-Bashforth 2 for steps h (this one) and h_prev: v + h / (2 h_prev) (v - v_prev),
+        // the linear extrapolation of the velocity to the middle of this step.
+        const double ratio = (t_next - t) / (2.0 * (t - last_t));
+        velocity = *pred + (*pred - last_pred) * ratio;
+      }
+      torch::Tensor x_next = geometry.Step(x, t, t_next, velocity);
       // Heun's correction needs a prediction at t_next; at the clean end of the last stage
       // there is no noise left to predict from, so that step stays Euler (as in EDM).
       if (request.solver == FlowSolver::kHeun &&
@@ -128,10 +139,12 @@ absl::StatusOr<torch::Tensor> SampleImpl(Denoiser& denoiser, const StagePlan& pl
         }
         absl::StatusOr<torch::Tensor> pred2 = predict(x_next, t_next, stage.k);
         if (!pred2.ok()) return pred2.status();
-        *pred = (*pred + *pred2) * 0.5;
-        x_next = geometry.Step(x, t, t_next, *pred);
+        velocity = (*pred + *pred2) * 0.5;
+        x_next = geometry.Step(x, t, t_next, velocity);
       }
       last_pred = *pred;
+      last_velocity = velocity;
+      last_t = t;
       x = x_next;
       t = t_next;
       if (observer != nullptr) {
@@ -146,9 +159,10 @@ absl::StatusOr<torch::Tensor> SampleImpl(Denoiser& denoiser, const StagePlan& pl
       end.num_stages = plan.num_stages();
       end.frames = stage.frames;
       end.frame_stride = stage.frame_stride;
-      // The last prediction stays valid at the stage end: the preview is linear along the
-      // step, so no extra network call is needed (method note, section 6).
-      end.preview = (i + 1 == stages.size() ? x : geometry.Preview(x, t, last_pred)).clamp(-1, 1);
+      // The last step's velocity stays valid at the stage end: the preview is linear along
+      // the step, so no extra network call is needed (method note, section 6).
+      end.preview =
+          (i + 1 == stages.size() ? x : geometry.Preview(x, t, last_velocity)).clamp(-1, 1);
       end.latent = x;
       end.seconds = std::chrono::duration<double>(Clock::now() - stage_begin).count();
       observer->OnStageEnd(end);
@@ -158,6 +172,26 @@ absl::StatusOr<torch::Tensor> SampleImpl(Denoiser& denoiser, const StagePlan& pl
 }
 
 }  // namespace
+
+const char* FlowSolverName(FlowSolver solver) {
+  switch (solver) {
+    case FlowSolver::kEuler:
+      return "euler";
+    case FlowSolver::kAdamsBashforth2:
+      return "ab2";
+    case FlowSolver::kHeun:
+      return "heun";
+  }
+  return "unknown";
+}
+
+absl::StatusOr<FlowSolver> ParseFlowSolver(absl::string_view name) {
+  for (FlowSolver s : {FlowSolver::kEuler, FlowSolver::kAdamsBashforth2, FlowSolver::kHeun}) {
+    if (name == FlowSolverName(s)) return s;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("solver: '", name, "' is not euler, ab2 or heun"));
+}
 
 absl::StatusOr<torch::Tensor> PyramidSampler::Sample(Denoiser& denoiser, const StagePlan& plan,
                                                      const SampleRequest& request,

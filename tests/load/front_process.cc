@@ -17,7 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
-#include "metrics_scrape.h"
+#include "raw_http.h"
 #include "tiny_package.h"
 
 extern char** environ;
@@ -147,7 +147,7 @@ std::vector<pid_t> FrontProcess::WorkerPids() const {
 }
 
 double FrontProcess::MetricValue(const std::string& series) const {
-  const std::string body = server::testing::ScrapeMetrics(metrics_port_);
+  const std::string body = tpdiff::testing::ScrapeMetrics(metrics_port_);
   for (absl::string_view line : absl::StrSplit(body, '\n')) {
     if (!absl::ConsumePrefix(&line, series) || !absl::ConsumePrefix(&line, " ")) continue;
     double value = 0;

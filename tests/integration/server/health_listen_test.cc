@@ -3,7 +3,6 @@
 // report exactly the main port's health statuses and serve nothing else: no API, no worker
 // gateway, no reflection. Real gRPC on 127.0.0.1 (port 0), certificates made at test time.
 #include <chrono>
-#include <filesystem>
 #include <memory>
 #include <string>
 #include <thread>
@@ -13,7 +12,7 @@
 #include <gtest/gtest.h>
 
 #include "grpc/health/v1/health.grpc.pb.h"
-#include "test_certs.h"
+#include "certs_suite.h"
 #include "test_worker.h"
 #include "tpdiff/server/front_server.h"
 #include "tpdiff/v1/video_generation.grpc.pb.h"
@@ -30,18 +29,8 @@ std::chrono::system_clock::time_point Deadline() {
   return std::chrono::system_clock::now() + std::chrono::seconds(10);
 }
 
-class HealthListenTest : public ::testing::Test {
+class HealthListenTest : public tpdiff::testing::CertsSuite {
  protected:
-  static void SetUpTestSuite() {
-    absl::StatusOr<tpdiff::testing::TestCerts> certs = tpdiff::testing::MakeTestCerts();
-    ASSERT_TRUE(certs.ok()) << certs.status();
-    certs_ = new tpdiff::testing::TestCerts(*std::move(certs));
-  }
-  static void TearDownTestSuite() {
-    if (certs_ != nullptr) std::filesystem::remove_all(certs_->dir);
-    delete certs_;
-    certs_ = nullptr;
-  }
 
   // The production shape: TLS, a worker secret, API keys on; health on a second port.
   FrontServerOptions TlsOptions(const std::string& health_listen) {
@@ -56,7 +45,6 @@ class HealthListenTest : public ::testing::Test {
     return options;
   }
 
-  void SetUp() override { ASSERT_NE(certs_, nullptr); }
   void TearDown() override {
     worker_.reset();
     if (server_) server_->Shutdown(absl::ZeroDuration());
@@ -104,14 +92,11 @@ class HealthListenTest : public ::testing::Test {
     return status;
   }
 
-  static tpdiff::testing::TestCerts* certs_;
   RealClock clock_;
   std::unique_ptr<FrontServer> server_;
   std::shared_ptr<grpc::Channel> health_channel_;
   std::unique_ptr<TestWorker> worker_;
 };
-
-tpdiff::testing::TestCerts* HealthListenTest::certs_ = nullptr;
 
 TEST_F(HealthListenTest, PlaintextPortMirrorsTheTlsFrontsHealthAndServesNothingElse) {
   server_ = std::make_unique<FrontServer>(TlsOptions("127.0.0.1:0"), clock_);

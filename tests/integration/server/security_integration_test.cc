@@ -1,14 +1,13 @@
 // The front's security over real gRPC and real TLS on 127.0.0.1 (port 0): server
 // certificates, worker authentication (secret and client certificates), API keys mapped to
 // tenants, per-tenant isolation and limits. Certificates are made at test time (test_certs.h).
-#include <filesystem>
 
 #include <gmock/gmock.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
-#include "test_certs.h"
-#include "metrics_scrape.h"
+#include "certs_suite.h"
+#include "raw_http.h"
 #include "test_model.h"
 #include "test_worker.h"
 #include "tpdiff/server/front_server.h"
@@ -29,20 +28,9 @@ constexpr char kKeyB[] = "tenant-b-key-c41d20";
 
 std::string ReadFile(const std::string& path) { return tpdiff::testing::ReadTestFile(path); }
 
-class SecurityIntegrationTest : public ::testing::Test {
+class SecurityIntegrationTest : public tpdiff::testing::CertsSuite {
  protected:
-  static void SetUpTestSuite() {
-    absl::StatusOr<tpdiff::testing::TestCerts> certs = tpdiff::testing::MakeTestCerts();
-    ASSERT_TRUE(certs.ok()) << certs.status();
-    certs_ = new tpdiff::testing::TestCerts(*std::move(certs));
-  }
-  static void TearDownTestSuite() {
-    if (certs_ != nullptr) std::filesystem::remove_all(certs_->dir);
-    delete certs_;
-    certs_ = nullptr;
-  }
 
-  void SetUp() override { ASSERT_NE(certs_, nullptr); }
 
   // TLS server; workers need the secret (and a client certificate when `mtls`). Tenant "a"
   // has `limits_a`; tenant "b" the defaults.
@@ -136,16 +124,13 @@ class SecurityIntegrationTest : public ::testing::Test {
   }
 
   // GET /metrics from the exposer.
-  std::string ScrapeMetrics() { return testing::ScrapeMetrics(server_->metrics_port()); }
+  std::string ScrapeMetrics() { return tpdiff::testing::ScrapeMetrics(server_->metrics_port()); }
 
-  static tpdiff::testing::TestCerts* certs_;
   FakeClock clock_;  // rate limits refill only when a test advances it
   std::unique_ptr<FrontServer> server_;
   std::string target_;
   std::vector<std::unique_ptr<TestWorker>> workers_;
 };
-
-tpdiff::testing::TestCerts* SecurityIntegrationTest::certs_ = nullptr;
 
 TEST_F(SecurityIntegrationTest, ClientNeedsTheCaToTalkTls) {
   StartServer();

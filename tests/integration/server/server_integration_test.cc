@@ -8,7 +8,7 @@
 #include <gtest/gtest.h>
 
 #include "grpc/health/v1/health.grpc.pb.h"
-#include "metrics_scrape.h"
+#include "raw_http.h"
 #include "test_model.h"
 #include "test_worker.h"
 #include "tpdiff/server/front_server.h"
@@ -115,7 +115,7 @@ class ServerIntegrationTest : public ::testing::Test {
   }
 
   // GET /metrics from the exposer.
-  std::string ScrapeMetrics() { return testing::ScrapeMetrics(server_->metrics_port()); }
+  std::string ScrapeMetrics() { return tpdiff::testing::ScrapeMetrics(server_->metrics_port()); }
 
   RealClock clock_;
   std::unique_ptr<FrontServer> server_;

@@ -95,7 +95,9 @@ TEST(EvalPromptsTest, ErrorsNameTheLine) {
 TEST(EvalPromptsTest, BundledPromptListsAreValid) {
   for (const auto& [file, objects, count] :
        {std::tuple<const char*, size_t, size_t>{"prompts-single.txt", 1, 48},
-        std::tuple<const char*, size_t, size_t>{"prompts-two.txt", 2, 24}}) {
+        std::tuple<const char*, size_t, size_t>{"prompts-two.txt", 2, 24},
+        std::tuple<const char*, size_t, size_t>{"prompts-single-validation.txt", 1, 144},
+        std::tuple<const char*, size_t, size_t>{"prompts-single-confirm.txt", 1, 96}}) {
     const fs::path path = fs::path(TPDIFF_SOURCE_DIR) / "models/eval" / file;
     auto prompts = ParsePromptList(ReadFile(path), 0);
     ASSERT_TRUE(prompts.ok()) << path << ": " << prompts.status();
@@ -254,6 +256,26 @@ TEST_F(EvalTest, RunsARandomPackageWithBothSamplers) {
   options.guidance_scale = 2.0;
   ASSERT_TRUE(RunEval(**model, *prompts, options, (dir_ / "again").string()).ok());
   EXPECT_EQ(ReadFile(dir_ / "again/0001/09.png"), ReadFile(dir_ / "tpdiff/0001/09.png"));
+}
+
+// tpdiff-eval --solver: the run samples with it and results.json says which it was.
+TEST_F(EvalTest, SolverIsUsedAndRecorded) {
+  auto model = LoadRandomPackage();
+  ASSERT_TRUE(model.ok()) << model.status();
+  auto prompts = ParsePromptList("a red circle moving left\t1000000001\n", 0);
+  ASSERT_TRUE(prompts.ok());
+  std::string frames[2];
+  for (int i = 0; i < 2; ++i) {
+    EvalOptions options;
+    options.stage_steps = {3, 1, 1};  // the noisiest stage has steps to extrapolate from
+    if (i == 1) options.solver = core::FlowSolver::kEuler;
+    const fs::path out = dir_ / (i == 0 ? "ab2" : "euler");
+    ASSERT_TRUE(RunEval(**model, *prompts, options, out.string()).ok());
+    const auto json = nlohmann::json::parse(ReadFile(out / "results.json"));
+    EXPECT_EQ(json["run"]["solver"], i == 0 ? "ab2" : "euler");
+    for (int f = 0; f < 16; ++f) frames[i] += ReadFile(out / absl::StrFormat("0000/%02d.png", f));
+  }
+  EXPECT_NE(frames[0], frames[1]);
 }
 
 // tpdiff-eval --sampler vanilla --stage-steps 30 on a 3-stage package: with the vanilla

@@ -2,11 +2,6 @@
 // prometheus::Exposer cannot start its threads; see metrics_server.h), over real sockets.
 #include "tpdiff/worker/metrics_server.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <memory>
 #include <string>
 
@@ -14,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include "prometheus/registry.h"
+#include "raw_http.h"
 #include "tpdiff/worker/metrics.h"
 
 namespace tpdiff::worker {
@@ -22,27 +18,10 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Not;
 using ::testing::StartsWith;
-
-// Sends `request` to 127.0.0.1:port and returns everything the server answers.
-std::string Exchange(int port, const std::string& request) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(static_cast<uint16_t>(port));
-  inet_pton(AF_INET, "127.0.0.1", &address.sin_addr);
-  std::string response;
-  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0 &&
-      write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size())) {
-    char buffer[4096];
-    ssize_t n;
-    while ((n = read(fd, buffer, sizeof(buffer))) > 0) response.append(buffer, n);
-  }
-  close(fd);
-  return response;
-}
+using tpdiff::testing::RawHttpExchange;
 
 std::string Get(int port, const std::string& path) {
-  return Exchange(port, "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+  return RawHttpExchange(port, "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
 }
 
 class MetricsServerTest : public ::testing::Test {
@@ -78,16 +57,16 @@ TEST_F(MetricsServerTest, EachScrapeSeesTheCurrentValues) {
 
 TEST_F(MetricsServerTest, HeadHasNoBody) {
   const std::string response =
-      Exchange(server_->port(), "HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+      RawHttpExchange(server_->port(), "HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
   EXPECT_THAT(response, StartsWith("HTTP/1.1 200 OK\r\n"));
   EXPECT_EQ(response.substr(response.find("\r\n\r\n") + 4), "");
 }
 
 TEST_F(MetricsServerTest, OtherPathsAndMethodsAreRefused) {
   EXPECT_THAT(Get(server_->port(), "/"), StartsWith("HTTP/1.1 404 "));
-  EXPECT_THAT(Exchange(server_->port(), "POST /metrics HTTP/1.1\r\nHost: x\r\n\r\n"),
+  EXPECT_THAT(RawHttpExchange(server_->port(), "POST /metrics HTTP/1.1\r\nHost: x\r\n\r\n"),
               StartsWith("HTTP/1.1 405 "));
-  EXPECT_THAT(Exchange(server_->port(), "garbage\r\n\r\n"), StartsWith("HTTP/1.1 400 "));
+  EXPECT_THAT(RawHttpExchange(server_->port(), "garbage\r\n\r\n"), StartsWith("HTTP/1.1 400 "));
   // Still serving after the refusals.
   EXPECT_THAT(Get(server_->port(), "/metrics"), StartsWith("HTTP/1.1 200 OK"));
 }

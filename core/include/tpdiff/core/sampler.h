@@ -8,13 +8,25 @@
 #include <torch/types.h>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "tpdiff/core/cancellation.h"
 #include "tpdiff/core/denoiser.h"
 #include "tpdiff/core/stage_plan.h"
 
 namespace tpdiff::core {
 
-enum class FlowSolver { kEuler, kHeun };
+// Flow-matching solvers, at the same number of network calls except Heun:
+//  - kEuler: one call per step.
+//  - kAdamsBashforth2: one call per step; from a stage's second step on, the velocity is
+//    extrapolated to the step's midpoint from this call's and the previous call's
+//    predictions (second order, no extra call). The first step of every stage is Euler: a
+//    jump starts a new path, so the previous stage's predictions do not carry over.
+//  - kHeun: two calls per step (Euler predictor, trapezoidal corrector).
+enum class FlowSolver { kEuler, kAdamsBashforth2, kHeun };
+
+// "euler", "ab2", "heun"; ParseFlowSolver's INVALID_ARGUMENT names the accepted ones.
+const char* FlowSolverName(FlowSolver solver);
+absl::StatusOr<FlowSolver> ParseFlowSolver(absl::string_view name);
 
 struct SampleRequest {
   int batch = 1;
@@ -28,7 +40,7 @@ struct SampleRequest {
   double guidance_scale = 1.0;  // classifier-free guidance w; 1 = conditional only
   uint64_t seed = 0;            // all noise is drawn on the CPU from this seed, so a seed
                                 // gives the same video on every device
-  FlowSolver solver = FlowSolver::kEuler;  // flow matching only; VP always uses DDIM
+  FlowSolver solver = FlowSolver::kAdamsBashforth2;  // flow matching only; VP uses DDIM
   torch::Device device = torch::kCPU;
   // Overrides the initial noise of the noisiest stage ([batch, C, T_K, H, W]); tests use it.
   std::optional<torch::Tensor> initial_noise;

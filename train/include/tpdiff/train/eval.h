@@ -28,6 +28,7 @@
 #include "absl/strings/string_view.h"
 #include "tpdiff/core/eval_detector.h"
 #include "tpdiff/core/model_package.h"
+#include "tpdiff/core/sampler.h"
 #include "tpdiff/core/stage_plan.h"
 #include "tpdiff/core/synthetic_data.h"
 
@@ -95,6 +96,7 @@ struct EvalRunInfo {
   std::vector<int> stage_steps;  // the plan's steps, noisiest stage first
   int total_steps = 0;
   double guidance_scale = 1.0;
+  std::string solver;  // core::FlowSolverName
   std::string device;
 };
 
@@ -117,6 +119,7 @@ struct EvalOptions {
   // Empty = the manifest's default_stage_steps (their sum for vanilla).
   std::vector<int> stage_steps;
   std::optional<double> guidance_scale; // empty = the manifest's default
+  core::FlowSolver solver = core::SampleRequest().solver;
   int grid_scale = 4;
 };
 
@@ -173,6 +176,7 @@ class EvalRunner {
   std::vector<torch::Tensor> tokens_;
   std::string out_dir_;
   int grid_scale_;
+  core::FlowSolver solver_ = core::FlowSolver::kAdamsBashforth2;
   EvalReport report_;
   std::vector<torch::Tensor> videos_u8_;
 };
