@@ -281,7 +281,7 @@ std::string ResultsToJson(const EvalRunInfo& info, const std::vector<EvalVideoRe
                         {"stage_steps", info.stage_steps},
                         {"total_steps", info.total_steps},
                         {"guidance", info.guidance_scale},
-                        {"solver", info.solver},
+                        {"solver", core::FlowSolverName(info.solver)},
                         {"device", info.device}};
   return nlohmann::json({{"run", run}, {"videos", videos}, {"totals", totals}}).dump(2) + "\n";
 }
@@ -399,8 +399,7 @@ absl::StatusOr<std::unique_ptr<EvalRunner>> EvalRunner::Create(core::LoadedModel
   for (const core::Stage& stage : runner->plan_.stages()) info.stage_steps.push_back(stage.steps);
   info.total_steps = runner->plan_.total_steps();
   info.guidance_scale = options.guidance_scale.value_or(m.default_guidance_scale);
-  info.solver = core::FlowSolverName(options.solver);
-  runner->solver_ = options.solver;
+  info.solver = options.solver;
   info.device = model.device().str();
   return runner;
 }
@@ -419,7 +418,7 @@ absl::StatusOr<EvalVideoResult> EvalRunner::Next() {
   request.width = m.width;
   request.tokens = tokens_[i];
   request.guidance_scale = report_.info.guidance_scale;
-  request.solver = solver_;
+  request.solver = report_.info.solver;
   request.seed = prompts_[i].seed;
   request.device = model_.device();
   const auto begin = std::chrono::steady_clock::now();

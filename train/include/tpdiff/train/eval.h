@@ -96,7 +96,7 @@ struct EvalRunInfo {
   std::vector<int> stage_steps;  // the plan's steps, noisiest stage first
   int total_steps = 0;
   double guidance_scale = 1.0;
-  std::string solver;  // core::FlowSolverName
+  core::FlowSolver solver = core::SampleRequest().solver;
   std::string device;
 };
 
@@ -176,7 +176,6 @@ class EvalRunner {
   std::vector<torch::Tensor> tokens_;
   std::string out_dir_;
   int grid_scale_;
-  core::FlowSolver solver_ = core::FlowSolver::kAdamsBashforth2;
   EvalReport report_;
   std::vector<torch::Tensor> videos_u8_;
 };
