@@ -7,7 +7,7 @@
 #include "absl/flags/usage.h"
 #include "model_bench.h"
 #include "sampler_bench.h"
-#include "tpdiff/core/cpu_runtime.h"
+#include "tpdiff/model/cpu_runtime.h"
 #ifdef TPDIFF_BENCH_SERVICE
 #include "service_bench.h"
 #endif
@@ -17,7 +17,7 @@ int main(int argc, char** argv) {
   // LibTorch's spinning OpenMP threads stall every op when descheduled (core/cpu_runtime.h);
   // tpdiff-train runs with the passive wait policy, so the bench of its packages does too.
   if (argc > 1 && std::string(argv[1]) == "models") {
-    tpdiff::core::ReexecWithPassiveOpenMpWait(argv);
+    tpdiff::model::ReexecWithPassiveOpenMpWait(argv);
   }
   absl::SetProgramUsageMessage(
       "tpdiff-bench sampler [--frames --size --stage_steps --guidance --repeats --threads --svg]\n"

@@ -19,8 +19,8 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "svg_chart.h"
-#include "tpdiff/core/cpu_runtime.h"
-#include "tpdiff/core/model_package.h"
+#include "tpdiff/model/cpu_runtime.h"
+#include "tpdiff/model/model_package.h"
 #include "tpdiff/train/eval.h"
 
 // Shared with `sampler` (sampler_bench.cc).
@@ -58,7 +58,7 @@ constexpr double kAdherenceDropTarget = 2.0;
 struct Row {
   std::string name;   // "tpdiff", "vanilla", "tpdiff-pkg+vanilla-sampler"
   std::string label;  // for people
-  core::LoadedModel* model = nullptr;
+  model::LoadedModel* model = nullptr;
   std::string package_dir;
   train::EvalOptions options;
   std::unique_ptr<train::EvalRunner> runner;
@@ -117,7 +117,7 @@ int RunModelBench() {
   const std::string tpdiff_dir = absl::GetFlag(FLAGS_tpdiff_model);
   const std::string vanilla_dir = absl::GetFlag(FLAGS_vanilla_model);
   if (vanilla_dir.empty()) return Fail("--vanilla_model is required (tpdiff-train --mode vanilla)");
-  const int threads = core::ConfigureCpuThreads(absl::GetFlag(FLAGS_threads));
+  const int threads = model::ConfigureCpuThreads(absl::GetFlag(FLAGS_threads));
 
   std::ifstream in(absl::GetFlag(FLAGS_prompts));
   if (!in) return Fail("--prompts: cannot read " + absl::GetFlag(FLAGS_prompts));
@@ -136,12 +136,12 @@ int RunModelBench() {
   } catch (const std::exception&) {
     return Fail("--device: '" + absl::GetFlag(FLAGS_device) + "' is not a device");
   }
-  auto tpdiff_model = core::LoadModelPackage(tpdiff_dir, device);
+  auto tpdiff_model = model::LoadModelPackage(tpdiff_dir, device);
   if (!tpdiff_model.ok()) return Fail("--tpdiff_model: " + tpdiff_model.status().ToString());
-  auto vanilla_model = core::LoadModelPackage(vanilla_dir, device);
+  auto vanilla_model = model::LoadModelPackage(vanilla_dir, device);
   if (!vanilla_model.ok()) return Fail("--vanilla_model: " + vanilla_model.status().ToString());
-  const core::ModelManifest& tm = (*tpdiff_model)->manifest();
-  const core::ModelManifest& vm = (*vanilla_model)->manifest();
+  const model::ModelManifest& tm = (*tpdiff_model)->manifest();
+  const model::ModelManifest& vm = (*vanilla_model)->manifest();
   // A mixed-up pair would still print a table; refuse it instead.
   if (tm.stages < 2) {
     return Fail(absl::StrCat("--tpdiff_model: package '", tm.name, "' has ", tm.stages,
@@ -165,7 +165,7 @@ int RunModelBench() {
   const std::optional<double> guidance = absl::GetFlag(FLAGS_guidance);
   const fs::path out = absl::GetFlag(FLAGS_out);
   std::vector<Row> rows;
-  auto add_row = [&rows](std::string name, std::string label, core::LoadedModel* model,
+  auto add_row = [&rows](std::string name, std::string label, model::LoadedModel* model,
                          std::string package_dir, std::string sampler) -> Row& {
     Row& r = rows.emplace_back();
     r.name = std::move(name);

@@ -6,8 +6,8 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
-#include "tpdiff/core/model_package.h"
-#include "tpdiff/core/network.h"
+#include "tpdiff/model/model_package.h"
+#include "tpdiff/model/network.h"
 #include "tpdiff/core/tokenizer.h"
 
 namespace tpdiff::bench {
@@ -24,14 +24,14 @@ absl::Status WriteText(const fs::path& path, const std::string& text) {
 }
 
 // Applies the overrides of `spec` to a manifest and checks it the way the loader will.
-absl::Status Override(const PackageSpec& spec, core::ModelManifest& m) {
+absl::Status Override(const PackageSpec& spec, model::ModelManifest& m) {
   if (!spec.stage_steps.empty()) m.default_stage_steps = spec.stage_steps;
   if (spec.frames > 0) m.frames = spec.frames;
-  return core::ParseManifest(core::ManifestToJson(m)).status();
+  return model::ParseManifest(model::ManifestToJson(m)).status();
 }
 
 absl::Status WriteNullPackage(const PackageSpec& spec) {
-  core::ModelManifest m = core::DefaultBuiltinManifest(spec.name);
+  model::ModelManifest m = model::DefaultBuiltinManifest(spec.name);
   m.kind = "torchscript";
   m.weights_file = "net.pt";
   m.vocabulary_file = "vocab.txt";
@@ -58,7 +58,7 @@ def forward(self, x, t, stage, tokens):
       !s.ok()) {
     return s;
   }
-  return WriteText(fs::path(spec.dir) / "model.json", core::ManifestToJson(m));
+  return WriteText(fs::path(spec.dir) / "model.json", model::ManifestToJson(m));
 }
 
 }  // namespace
@@ -67,17 +67,17 @@ absl::Status WritePackage(const PackageSpec& spec) {
   if (spec.dir.empty()) return absl::InvalidArgumentError("out: empty package folder");
   if (spec.name.empty()) return absl::InvalidArgumentError("name: empty");
   if (spec.network == "null") return WriteNullPackage(spec);
-  absl::StatusOr<core::NetworkConfig> config = core::NetworkPreset(spec.network);
+  absl::StatusOr<model::NetworkConfig> config = model::NetworkPreset(spec.network);
   if (!config.ok()) return config.status();
-  if (absl::Status s = core::CreateRandomBuiltinPackage(spec.dir, spec.name, *config, spec.seed);
+  if (absl::Status s = model::CreateRandomBuiltinPackage(spec.dir, spec.name, *config, spec.seed);
       !s.ok()) {
     return s;
   }
   if (spec.stage_steps.empty() && spec.frames == 0) return absl::OkStatus();
-  absl::StatusOr<core::ModelManifest> m = core::ReadManifest(spec.dir);
+  absl::StatusOr<model::ModelManifest> m = model::ReadManifest(spec.dir);
   if (!m.ok()) return m.status();
   if (absl::Status s = Override(spec, *m); !s.ok()) return s;
-  return WriteText(fs::path(spec.dir) / "model.json", core::ManifestToJson(*m));
+  return WriteText(fs::path(spec.dir) / "model.json", model::ManifestToJson(*m));
 }
 
 }  // namespace tpdiff::bench

@@ -16,7 +16,7 @@ namespace tpdiff::bench {
 struct PackageSpec {
   std::string dir;   // the package folder (models/<name>); created, files replaced
   std::string name;  // manifest name
-  // "tiny", "cpu" or "gpu": a random builtin network of that preset (core::NetworkPreset);
+  // "tiny", "cpu" or "gpu": a random builtin network of that preset (model::NetworkPreset);
   // "null": TorchScript forward returning zeros, which costs one allocation per step.
   std::string network = "tiny";
   uint64_t seed = 7;

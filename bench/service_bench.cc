@@ -33,7 +33,7 @@
 #include "absl/time/clock.h"
 #include "packages.h"
 #include "svg_chart.h"
-#include "tpdiff/core/model_package.h"
+#include "tpdiff/model/model_package.h"
 #include "tpdiff/server/clock.h"
 #include "tpdiff/server/front_server.h"
 #include "tpdiff/v1/video_generation.grpc.pb.h"
@@ -401,7 +401,7 @@ int RunPreviewBench() {
     description = "random cpu-preset package (untrained, the bundled model's size)";
   }
   while (package_dir.size() > 1 && package_dir.back() == '/') package_dir.pop_back();
-  absl::StatusOr<core::ModelManifest> manifest = core::ReadManifest(package_dir);
+  absl::StatusOr<model::ModelManifest> manifest = model::ReadManifest(package_dir);
   if (!manifest.ok()) return Fail(manifest.status().ToString());
   const fs::path path = fs::absolute(package_dir);
   auto service = Service::Start(path.parent_path().string(), path.filename().string(), 1,

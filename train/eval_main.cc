@@ -16,7 +16,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
-#include "tpdiff/core/cpu_runtime.h"
+#include "tpdiff/model/cpu_runtime.h"
 #include "tpdiff/train/eval.h"
 
 namespace {
@@ -41,7 +41,7 @@ int Fail(const std::string& message) {
 
 int main(int argc, char** argv) {
   // Spinning OpenMP waits made sampling 2x slower here even on an idle 2-core machine.
-  tpdiff::core::ReexecWithPassiveOpenMpWait(argv);
+  tpdiff::model::ReexecWithPassiveOpenMpWait(argv);
   using tpdiff::train::EvalVideoResult;
   // --name value and --name=value; '-' and '_' are the same inside names.
   std::map<std::string, std::string> flags = {
@@ -124,7 +124,7 @@ int main(int argc, char** argv) {
   } catch (const std::exception&) {
     return Fail("--device: '" + flags["device"] + "' is not a device (cpu, cuda, cuda:N)");
   }
-  auto model = tpdiff::core::LoadModelPackage(flags["model"], device);
+  auto model = tpdiff::model::LoadModelPackage(flags["model"], device);
   if (!model.ok()) return Fail(model.status().ToString());
 
   const auto begin = std::chrono::steady_clock::now();

@@ -11,7 +11,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
-#include "tpdiff/core/cpu_runtime.h"
+#include "tpdiff/model/cpu_runtime.h"
 #include "tpdiff/train/trainer.h"
 
 ABSL_FLAG(std::string, mode, "tpdiff",
@@ -65,7 +65,7 @@ ABSL_FLAG(bool, bench, false,
 ABSL_FLAG(int, bench_repeats, 3, "timed repeats per measurement with --bench");
 
 int main(int argc, char** argv) {
-  tpdiff::core::ReexecWithPassiveOpenMpWait(argv);
+  tpdiff::model::ReexecWithPassiveOpenMpWait(argv);
   absl::SetProgramUsageMessage(
       "Trains the TPDiff built-in video model. Example:\n"
       "  tpdiff-train --minutes 90 --out models/tpdiff-shapes");
@@ -120,7 +120,7 @@ int main(int argc, char** argv) {
   o.name = absl::GetFlag(FLAGS_name);
   o.clip.frames = absl::GetFlag(FLAGS_frames);
   o.progress_interval_s = absl::GetFlag(FLAGS_progress_interval);
-  auto preset = tpdiff::core::NetworkPreset(absl::GetFlag(FLAGS_preset));
+  auto preset = tpdiff::model::NetworkPreset(absl::GetFlag(FLAGS_preset));
   if (!preset.ok()) {
     std::cerr << preset.status().message() << "\n";
     return 2;

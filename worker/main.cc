@@ -22,7 +22,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
-#include "tpdiff/core/cpu_runtime.h"
+#include "tpdiff/model/cpu_runtime.h"
 #include "tpdiff/client/credentials.h"
 #include "tpdiff/client/flag_names.h"
 #include "prometheus/registry.h"
@@ -92,7 +92,7 @@ absl::Status ConfigureSecurity(tpdiff::worker::GatewayClientOptions& options) {
 
 int main(int raw_argc, char** raw_argv) {
   // Sampling ran 2x slower with libgomp's spinning waits on a 2-core machine (cpu_runtime.h).
-  tpdiff::core::ReexecWithPassiveOpenMpWait(raw_argv);
+  tpdiff::model::ReexecWithPassiveOpenMpWait(raw_argv);
   std::vector<std::string> arg_storage;
   std::vector<char*> argv = tpdiff::client::NormalizeFlagNames(raw_argc, raw_argv, arg_storage);
   absl::SetProgramUsageMessage("tpdiff-worker --server=HOST:PORT --models-dir=DIR [flags]");

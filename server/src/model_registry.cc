@@ -45,7 +45,7 @@ absl::StatusOr<uint32_t> PositiveField(const nlohmann::json& json, const char* f
   return static_cast<uint32_t>(value.get<int64_t>());
 }
 
-// Package-relative file names only, as the worker's reader (core::ParseManifest) demands:
+// Package-relative file names only, as the worker's reader (model::ParseManifest) demands:
 // a manifest must not make the front read files outside its package folder.
 bool InsidePackage(const std::string& name) {
   const fs::path path(name);
@@ -79,7 +79,7 @@ absl::StatusOr<ModelInfo> ReadModelPackageInfo(const std::string& package_dir) {
   struct IntField {
     const char* name;
     void (ModelInfo::*set)(uint32_t);
-    uint32_t fallback;  // core::ModelManifest's default for an optional field; 0 = required
+    uint32_t fallback;  // model::ModelManifest's default for an optional field; 0 = required
   };
   for (const IntField& f : {IntField{"frames", &ModelInfo::set_frames, 0},
                             IntField{"height", &ModelInfo::set_height, 0},

@@ -1,5 +1,5 @@
 // libFuzzer target: both readers of a package's model.json on the same bytes —
-// core::ParseManifest (what the worker loads) and server::ReadModelPackageInfo (what the front
+// model::ParseManifest (what the worker loads) and server::ReadModelPackageInfo (what the front
 // lists and validates requests against, written to a scratch package folder).
 //
 // Checks beyond "does not crash or throw": an accepted manifest survives ManifestToJson and a
@@ -19,7 +19,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "tpdiff/core/model_package.h"
+#include "tpdiff/model/model_package.h"
 #include "tpdiff/server/model_registry.h"
 
 namespace {
@@ -48,7 +48,7 @@ const fs::path& PackageDir() {
   return *dir;
 }
 
-bool SameManifest(const tpdiff::core::ModelManifest& a, const tpdiff::core::ModelManifest& b) {
+bool SameManifest(const tpdiff::model::ModelManifest& a, const tpdiff::model::ModelManifest& b) {
   return a.name == b.name && a.kind == b.kind && a.parameterization == b.parameterization &&
          a.frames == b.frames && a.height == b.height && a.width == b.width &&
          a.channels == b.channels && a.fps == b.fps && a.stages == b.stages &&
@@ -62,13 +62,13 @@ bool SameManifest(const tpdiff::core::ModelManifest& a, const tpdiff::core::Mode
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string text(reinterpret_cast<const char*>(data), size);
 
-  absl::StatusOr<tpdiff::core::ModelManifest> core = tpdiff::core::ParseManifest(text);
+  absl::StatusOr<tpdiff::model::ModelManifest> core = tpdiff::model::ParseManifest(text);
   if (!core.ok() && core.status().code() != absl::StatusCode::kInvalidArgument) {
     Fail("core: error is not INVALID_ARGUMENT: " + core.status().ToString(), text);
   }
   if (core.ok()) {
-    const std::string again = tpdiff::core::ManifestToJson(*core);
-    absl::StatusOr<tpdiff::core::ModelManifest> reparsed = tpdiff::core::ParseManifest(again);
+    const std::string again = tpdiff::model::ManifestToJson(*core);
+    absl::StatusOr<tpdiff::model::ModelManifest> reparsed = tpdiff::model::ParseManifest(again);
     if (!reparsed.ok()) Fail("core: ManifestToJson output rejected: " + reparsed.status().ToString(), text);
     if (!SameManifest(*core, *reparsed)) Fail("core: round trip changed the manifest", text);
   }

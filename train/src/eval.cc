@@ -49,15 +49,15 @@ absl::Status WriteTextFile(const std::string& path, const std::string& text) {
   return absl::OkStatus();
 }
 
-nlohmann::json ObjectJson(const core::ObjectScore& o) {
+nlohmann::json ObjectJson(const train::ObjectScore& o) {
   nlohmann::json j = {{"found", o.found}};
   if (!o.found) return j;
   j["color_ok"] = o.color_ok;
   j["shape_ok"] = o.shape_ok;
   j["direction_ok"] = o.direction_ok;
   j["speed_ok"] = o.speed_ok;
-  j["detected_color"] = std::string(core::ColorName(o.color));
-  j["detected_shape"] = std::string(core::ShapeName(o.shape));
+  j["detected_color"] = std::string(train::ColorName(o.color));
+  j["detected_shape"] = std::string(train::ShapeName(o.shape));
   j["fill_ratio"] = o.fill_ratio;
   j["velocity"] = {o.vx, o.vy};
   j["speed"] = o.speed;
@@ -89,7 +89,7 @@ absl::StatusOr<std::vector<EvalPrompt>> ParsePromptList(absl::string_view text,
             "' is not an unsigned 64-bit integer"));
       }
     }
-    absl::StatusOr<core::SceneDescription> scene = core::ParseCaption(caption);
+    absl::StatusOr<train::SceneDescription> scene = train::ParseCaption(caption);
     if (!scene.ok()) {
       return absl::InvalidArgumentError(
           absl::StrCat("prompts line ", line_number, ": ", scene.status().message()));
@@ -202,7 +202,7 @@ EvalTotals Summarize(const std::vector<EvalVideoResult>& results) {
   t.videos = static_cast<int>(results.size());
   if (results.empty()) return t;
   for (const EvalVideoResult& r : results) {
-    const core::VideoScore& s = r.score;
+    const train::VideoScore& s = r.score;
     t.adherence += s.adherent;
     t.background += s.background_ok;
     t.count += s.count_ok;
@@ -211,7 +211,7 @@ EvalTotals Summarize(const std::vector<EvalVideoResult>& results) {
     t.direction += s.direction_ok;
     t.speed += s.speed_ok;
     const bool tracked = std::any_of(s.objects.begin(), s.objects.end(),
-                                     [](const core::ObjectScore& o) { return o.found; });
+                                     [](const train::ObjectScore& o) { return o.found; });
     if (tracked) {
       t.jerk += s.jerk;
       ++t.tracked_videos;
@@ -246,9 +246,9 @@ std::string ResultsToJson(const EvalRunInfo& info, const std::vector<EvalVideoRe
   nlohmann::json videos = nlohmann::json::array();
   for (size_t i = 0; i < results.size(); ++i) {
     const EvalVideoResult& r = results[i];
-    const core::VideoScore& s = r.score;
+    const train::VideoScore& s = r.score;
     nlohmann::json objects = nlohmann::json::array();
-    for (const core::ObjectScore& o : s.objects) objects.push_back(ObjectJson(o));
+    for (const train::ObjectScore& o : s.objects) objects.push_back(ObjectJson(o));
     videos.push_back({{"index", i},
                       {"frames", absl::StrFormat("%04d", i)},
                       {"prompt", r.prompt},
@@ -290,7 +290,7 @@ absl::StatusOr<EvalVideoResult> ScoreAndWriteVideo(const torch::Tensor& video,
                                                    const EvalPrompt& prompt, int index,
                                                    double seconds, const std::string& out_dir) {
   const torch::Tensor u8 = VideoToUint8(video);
-  absl::StatusOr<core::VideoScore> score = core::ScoreVideo(u8, prompt.scene);
+  absl::StatusOr<train::VideoScore> score = train::ScoreVideo(u8, prompt.scene);
   if (!score.ok()) return score.status();
   if (absl::Status s = WriteVideoFrames(absl::StrFormat("%s/%04d", out_dir, index), u8);
       !s.ok()) {
@@ -320,7 +320,7 @@ namespace {
 // The plan a run samples with. TPDiff: the package's stages with one entry per stage. Vanilla:
 // one full-rate stage whose steps are the entries' sum, so "--stage-steps 30" and
 // "--stage-steps 10,10,10" (the same total as a pyramid plan) both mean 30 steps.
-absl::StatusOr<core::StagePlan> ResolvePlan(const core::ModelManifest& m,
+absl::StatusOr<core::StagePlan> ResolvePlan(const model::ModelManifest& m,
                                             const EvalOptions& options) {
   if (options.sampler != "tpdiff" && options.sampler != "vanilla") {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -360,7 +360,7 @@ absl::StatusOr<core::StagePlan> ResolvePlan(const core::ModelManifest& m,
 
 }  // namespace
 
-EvalRunner::EvalRunner(core::LoadedModel& model, std::vector<EvalPrompt> prompts,
+EvalRunner::EvalRunner(model::LoadedModel& model, std::vector<EvalPrompt> prompts,
                        core::StagePlan plan, std::vector<torch::Tensor> tokens,
                        std::string out_dir, int grid_scale)
     : model_(model),
@@ -370,11 +370,11 @@ EvalRunner::EvalRunner(core::LoadedModel& model, std::vector<EvalPrompt> prompts
       out_dir_(std::move(out_dir)),
       grid_scale_(grid_scale) {}
 
-absl::StatusOr<std::unique_ptr<EvalRunner>> EvalRunner::Create(core::LoadedModel& model,
+absl::StatusOr<std::unique_ptr<EvalRunner>> EvalRunner::Create(model::LoadedModel& model,
                                                                std::vector<EvalPrompt> prompts,
                                                                const EvalOptions& options,
                                                                std::string out_dir) {
-  const core::ModelManifest& m = model.manifest();
+  const model::ModelManifest& m = model.manifest();
   absl::StatusOr<core::StagePlan> plan = ResolvePlan(m, options);
   if (!plan.ok()) return plan.status();
 
@@ -410,7 +410,7 @@ absl::StatusOr<EvalVideoResult> EvalRunner::Next() {
     return absl::FailedPreconditionError(
         absl::StrCat("eval: all ", prompts_.size(), " prompts are done"));
   }
-  const core::ModelManifest& m = model_.manifest();
+  const model::ModelManifest& m = model_.manifest();
   core::SampleRequest request;
   request.batch = 1;
   request.channels = m.channels;
@@ -449,7 +449,7 @@ absl::StatusOr<EvalReport> EvalRunner::Finish() {
   return report_;
 }
 
-absl::StatusOr<EvalReport> RunEval(core::LoadedModel& model,
+absl::StatusOr<EvalReport> RunEval(model::LoadedModel& model,
                                    const std::vector<EvalPrompt>& prompts,
                                    const EvalOptions& options, const std::string& out_dir,
                                    const EvalProgress& progress) {

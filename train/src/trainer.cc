@@ -26,9 +26,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "tpdiff/core/cpu_runtime.h"
-#include "tpdiff/core/model_package.h"
-#include "tpdiff/core/safetensors.h"
+#include "tpdiff/model/cpu_runtime.h"
+#include "tpdiff/model/model_package.h"
+#include "tpdiff/model/safetensors.h"
 #include "tpdiff/core/schedule.h"
 #include "tpdiff/core/stage_plan.h"
 #include "tpdiff/core/tokenizer.h"
@@ -99,7 +99,7 @@ absl::Status ValidateOptions(const TrainOptions& o) {
     return Flag("render-threads", "outside [1, 64]");
   if (o.prefetch < 1 || o.prefetch > 256) return Flag("prefetch", "outside [1, 256]");
   if (o.out_dir.empty()) return Flag("out", "must not be empty");
-  if (absl::Status s = core::ValidateClipSpec(o.clip); !s.ok()) return s;
+  if (absl::Status s = train::ValidateClipSpec(o.clip); !s.ok()) return s;
   TPDIFF_RETURN_IF_ERROR(o.network.Validate());
   if (o.clip.height % o.network.patch != 0 || o.clip.height > o.network.max_height ||
       o.clip.width % o.network.patch != 0 || o.clip.width > o.network.max_width) {
@@ -144,7 +144,7 @@ absl::StatusOr<core::StagePlan> TrainingPlan(const TrainOptions& o) {
   return plan;
 }
 
-std::vector<AdamW::Param> OptimizerParams(core::TpdiffNetImpl& net) {
+std::vector<AdamW::Param> OptimizerParams(model::TpdiffNetImpl& net) {
   std::vector<AdamW::Param> out;
   for (auto& item : net.named_parameters()) {
     const std::string& name = item.key();
@@ -169,22 +169,22 @@ torch::Tensor Tokenize(const core::Tokenizer& tok, const std::vector<std::string
   return ids;
 }
 
-void UpdateEma(core::TpdiffNetImpl& ema, core::TpdiffNetImpl& net, double decay) {
+void UpdateEma(model::TpdiffNetImpl& ema, model::TpdiffNetImpl& net, double decay) {
   torch::NoGradGuard no_grad;
   auto e = ema.parameters();
   auto p = net.parameters();
   for (size_t i = 0; i < e.size(); ++i) e[i].mul_(decay).add_(p[i].detach(), 1.0 - decay);
 }
 
-void CopyParams(core::TpdiffNetImpl& dst, core::TpdiffNetImpl& src) {
+void CopyParams(model::TpdiffNetImpl& dst, model::TpdiffNetImpl& src) {
   torch::NoGradGuard no_grad;
   auto d = dst.parameters();
   auto s = src.parameters();
   for (size_t i = 0; i < d.size(); ++i) d[i].copy_(s[i]);
 }
 
-core::ModelManifest PackageManifest(const TrainOptions& o, const core::StagePlan& plan) {
-  core::ModelManifest m = core::DefaultBuiltinManifest(o.name);
+model::ModelManifest PackageManifest(const TrainOptions& o, const core::StagePlan& plan) {
+  model::ModelManifest m = model::DefaultBuiltinManifest(o.name);
   m.frames = o.clip.frames;
   m.height = o.clip.height;
   m.width = o.clip.width;
@@ -205,20 +205,20 @@ std::string CheckpointDir(const TrainOptions& o) {
   return (fs::path(o.out_dir) / "checkpoint").string();
 }
 
-absl::Status SaveCheckpoint(const TrainOptions& o, const LoopState& s, core::TpdiffNetImpl& net,
-                            core::TpdiffNetImpl& ema, const AdamW& adam, torch::Generator& gen,
+absl::Status SaveCheckpoint(const TrainOptions& o, const LoopState& s, model::TpdiffNetImpl& net,
+                            model::TpdiffNetImpl& ema, const AdamW& adam, torch::Generator& gen,
                             torch::Generator* noise_gen) {
   const std::string dir = CheckpointDir(o);
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) return absl::InternalError(absl::StrCat(dir, ": ", ec.message()));
-  core::NamedTensors tensors = core::NetworkState(net, "model.");
-  for (auto& t : core::NetworkState(ema, "ema.")) tensors.push_back(std::move(t));
+  model::NamedTensors tensors = model::NetworkState(net, "model.");
+  for (auto& t : model::NetworkState(ema, "ema.")) tensors.push_back(std::move(t));
   for (auto& t : adam.State("adam.")) tensors.push_back(std::move(t));
   tensors.emplace_back("rng", gen.get_state());
   if (noise_gen != nullptr) tensors.emplace_back("rng_noise", noise_gen->get_state());
   TPDIFF_RETURN_IF_ERROR(
-      core::WriteSafetensors((fs::path(dir) / "state.safetensors").string(), tensors));
+      model::WriteSafetensors((fs::path(dir) / "state.safetensors").string(), tensors));
   nlohmann::json j = {{"step", s.step},
                       {"clips", s.clips},
                       {"elapsed_seconds", s.elapsed},
@@ -228,15 +228,15 @@ absl::Status SaveCheckpoint(const TrainOptions& o, const LoopState& s, core::Tpd
                       {"batch", o.batch},
                       {"seed", o.seed},
                       {"network", nlohmann::json::parse(o.network.ToJson())}};
-  return core::WriteStringToFileAtomic((fs::path(dir) / "state.json").string(), j.dump(2) + "\n");
+  return model::WriteStringToFileAtomic((fs::path(dir) / "state.json").string(), j.dump(2) + "\n");
 }
 
-absl::StatusOr<bool> LoadCheckpoint(const TrainOptions& o, LoopState* s, core::TpdiffNetImpl& net,
-                                    core::TpdiffNetImpl& ema, AdamW& adam, torch::Generator& gen,
+absl::StatusOr<bool> LoadCheckpoint(const TrainOptions& o, LoopState* s, model::TpdiffNetImpl& net,
+                                    model::TpdiffNetImpl& ema, AdamW& adam, torch::Generator& gen,
                                     torch::Generator* noise_gen) {
   const fs::path dir = CheckpointDir(o);
   if (!fs::exists(dir / "state.json")) return false;
-  auto text = core::ReadFileToString((dir / "state.json").string());
+  auto text = model::ReadFileToString((dir / "state.json").string());
   if (!text.ok()) return text.status();
   const nlohmann::json j = nlohmann::json::parse(*text, nullptr, false);
   if (j.is_discarded() || !j.is_object())
@@ -256,10 +256,10 @@ absl::StatusOr<bool> LoadCheckpoint(const TrainOptions& o, LoopState* s, core::T
     s->step = j.at("step").get<int64_t>();
     s->clips = j.at("clips").get<int64_t>();
     s->elapsed = j.at("elapsed_seconds").get<double>();
-    auto st = core::ReadSafetensors((dir / "state.safetensors").string());
+    auto st = model::ReadSafetensors((dir / "state.safetensors").string());
     if (!st.ok()) return st.status();
-    TPDIFF_RETURN_IF_ERROR(core::LoadNetworkState(net, st->tensors, "model."));
-    TPDIFF_RETURN_IF_ERROR(core::LoadNetworkState(ema, st->tensors, "ema."));
+    TPDIFF_RETURN_IF_ERROR(model::LoadNetworkState(net, st->tensors, "model."));
+    TPDIFF_RETURN_IF_ERROR(model::LoadNetworkState(ema, st->tensors, "ema."));
     TPDIFF_RETURN_IF_ERROR(adam.LoadState(st->tensors, "adam.", j.at("adam_steps").get<int64_t>()));
     auto rng = st->tensors.find("rng");
     if (rng == st->tensors.end()) return absl::DataLossError("checkpoint: rng state missing");
@@ -289,18 +289,18 @@ std::optional<torch::Generator> DeviceNoiseGenerator(const torch::Device& device
 
 // Loads a package's weights into `net`; returns the parameters the package did not have.
 absl::StatusOr<std::vector<std::string>> WarmStart(const std::string& package_dir,
-                                                   core::TpdiffNetImpl& net) {
-  auto manifest = core::ReadManifest(package_dir);
+                                                   model::TpdiffNetImpl& net) {
+  auto manifest = model::ReadManifest(package_dir);
   if (!manifest.ok()) return Flag("init-from", std::string(manifest.status().message()));
   if (manifest->kind != "builtin") {
     return Flag("init-from", absl::StrCat(package_dir, " is a ", manifest->kind,
                                           " package; only builtin weights can seed training"));
   }
   auto weights =
-      core::ReadSafetensors((fs::path(package_dir) / manifest->weights_file).string());
+      model::ReadSafetensors((fs::path(package_dir) / manifest->weights_file).string());
   if (!weights.ok()) return Flag("init-from", std::string(weights.status().message()));
   std::vector<std::string> missing;
-  if (absl::Status s = core::LoadNetworkState(net, weights->tensors, "", &missing); !s.ok()) {
+  if (absl::Status s = model::LoadNetworkState(net, weights->tensors, "", &missing); !s.ok()) {
     return Flag("init-from", std::string(s.message()));
   }
   return missing;
@@ -346,8 +346,8 @@ void AdamW::Step(double lr, double weight_decay) {
   }
 }
 
-core::NamedTensors AdamW::State(const std::string& prefix) const {
-  core::NamedTensors out;
+model::NamedTensors AdamW::State(const std::string& prefix) const {
+  model::NamedTensors out;
   for (size_t i = 0; i < params_.size(); ++i) {
     out.emplace_back(prefix + "m." + params_[i].name, m_[i]);
     out.emplace_back(prefix + "v." + params_[i].name, v_[i]);
@@ -378,13 +378,13 @@ absl::Status AdamW::LoadState(const std::map<std::string, torch::Tensor>& tensor
 // Prefetcher
 
 struct ClipPrefetcher::State {
-  core::ClipSpec spec;
+  train::ClipSpec spec;
   int batch;
   uint64_t seed;
   int capacity;
   std::mutex mu;
   std::condition_variable changed;
-  std::map<int64_t, core::ClipBatch> ready;  // guarded by mu
+  std::map<int64_t, train::ClipBatch> ready;  // guarded by mu
   int64_t next_to_render;                    // guarded by mu
   int64_t next_to_consume;                   // guarded by mu
   bool stop = false;                         // guarded by mu
@@ -399,7 +399,7 @@ struct ClipPrefetcher::State {
         if (stop) return;
         step = next_to_render++;
       }
-      core::ClipBatch b = core::RenderClipBatch(spec, batch, DataSeed(seed, step));
+      train::ClipBatch b = train::RenderClipBatch(spec, batch, DataSeed(seed, step));
       {
         std::lock_guard<std::mutex> lock(mu);
         ready.emplace(step, std::move(b));
@@ -409,7 +409,7 @@ struct ClipPrefetcher::State {
   }
 };
 
-ClipPrefetcher::ClipPrefetcher(core::ClipSpec spec, int batch, uint64_t seed, int64_t first_step,
+ClipPrefetcher::ClipPrefetcher(train::ClipSpec spec, int batch, uint64_t seed, int64_t first_step,
                                int threads, int capacity)
     : state_(new State) {
   state_->spec = spec;
@@ -432,12 +432,12 @@ ClipPrefetcher::~ClipPrefetcher() {
   for (auto& t : state_->workers) t.join();
 }
 
-core::ClipBatch ClipPrefetcher::Next() {
+train::ClipBatch ClipPrefetcher::Next() {
   const auto start = Clock::now();
   std::unique_lock<std::mutex> lock(state_->mu);
   const int64_t step = state_->next_to_consume;
   state_->changed.wait(lock, [&] { return state_->ready.count(step) > 0; });
-  core::ClipBatch b = std::move(state_->ready.at(step));
+  train::ClipBatch b = std::move(state_->ready.at(step));
   state_->ready.erase(step);
   ++state_->next_to_consume;
   lock.unlock();
@@ -459,7 +459,7 @@ absl::Status RunTraining(const TrainOptions& options_in, std::ostream* progress)
   if (!device.ok()) return device.status();
   auto plan = TrainingPlan(o);
   if (!plan.ok()) return plan.status();
-  const int threads = core::ConfigureCpuThreads(o.threads);
+  const int threads = model::ConfigureCpuThreads(o.threads);
   if (device->is_cuda()) at::globalContext().setAllowTF32CuBLAS(true);
 
   std::error_code ec;
@@ -467,8 +467,8 @@ absl::Status RunTraining(const TrainOptions& options_in, std::ostream* progress)
   if (ec) return absl::InternalError(absl::StrCat(o.out_dir, ": ", ec.message()));
 
   torch::manual_seed(o.seed);  // parameter initialisation
-  core::TpdiffNet net(o.network);
-  core::TpdiffNet ema(o.network);
+  model::TpdiffNet net(o.network);
+  model::TpdiffNet ema(o.network);
   CopyParams(*ema, *net);
   net->to(*device);
   ema->to(*device);
@@ -511,7 +511,7 @@ absl::Status RunTraining(const TrainOptions& options_in, std::ostream* progress)
               << ", device " << device->str() << ", threads " << threads << "\n"
               << "network " << o.network.ToJson() << "\n"
               << params << " parameters, "
-              << absl::StrFormat("%.2f", core::EstimateForwardFlops(o.network, o.clip.frames,
+              << absl::StrFormat("%.2f", model::EstimateForwardFlops(o.network, o.clip.frames,
                                                                     o.clip.height, o.clip.width) /
                                              1e9)
               << " GFLOP forward per full-rate clip\n";
@@ -523,9 +523,9 @@ absl::Status RunTraining(const TrainOptions& options_in, std::ostream* progress)
   if (!log) return absl::InternalError(absl::StrCat(log_path, ": cannot open"));
   if (!o.resume || !log_exists) log << "step,loss,seconds,stage,lr,clips\n";
 
-  const core::ModelManifest manifest = PackageManifest(o, *plan);
+  const model::ModelManifest manifest = PackageManifest(o, *plan);
   auto write_outputs = [&]() -> absl::Status {
-    TPDIFF_RETURN_IF_ERROR(core::WriteModelPackage(o.out_dir, manifest, *tokenizer, *ema));
+    TPDIFF_RETURN_IF_ERROR(model::WriteModelPackage(o.out_dir, manifest, *tokenizer, *ema));
     return SaveCheckpoint(o, s, *net, *ema, adam, gen, noise_gen);
   };
 
@@ -548,7 +548,7 @@ absl::Status RunTraining(const TrainOptions& options_in, std::ostream* progress)
            (o.stop_at_step > 0 && s.step >= o.stop_at_step);
   };
   while (!done()) {
-    core::ClipBatch clips = data.Next();
+    train::ClipBatch clips = data.Next();
     auto result = core::TorchCall("training step", [&] {
       const torch::Tensor x0 = clips.video.to(*device);
       torch::Tensor tokens = Tokenize(*tokenizer, clips.captions);
@@ -635,14 +635,14 @@ absl::Status MeasureCosts(const TrainOptions& options_in, int repeats, std::ostr
   TPDIFF_RETURN_IF_ERROR(ValidateOptions(o));
   auto device = ParseDevice(o.device);
   if (!device.ok()) return device.status();
-  const int threads = core::ConfigureCpuThreads(o.threads);
+  const int threads = model::ConfigureCpuThreads(o.threads);
   if (device->is_cuda()) at::globalContext().setAllowTF32CuBLAS(true);
   auto plan = TrainingPlan(o);
   if (!plan.ok()) return plan.status();
   const int T = o.clip.frames, H = o.clip.height, W = o.clip.width;
   try {
     torch::manual_seed(o.seed);
-    core::TpdiffNet net(o.network);
+    model::TpdiffNet net(o.network);
     net->to(*device);
     const auto fopts = torch::TensorOptions(*device).dtype(torch::kFloat);
     const auto lopts = torch::TensorOptions(*device).dtype(torch::kLong);
@@ -652,8 +652,8 @@ absl::Status MeasureCosts(const TrainOptions& options_in, int repeats, std::ostr
       const int frames = plan->stage(k).frames;
       out << absl::StrFormat(
           "forward FLOPs per clip at %2d frames: %.3f GFLOP (train step ~3x: %.2f)\n", frames,
-          core::EstimateForwardFlops(o.network, frames, H, W) / 1e9,
-          3 * core::EstimateForwardFlops(o.network, frames, H, W) / 1e9);
+          model::EstimateForwardFlops(o.network, frames, H, W) / 1e9,
+          3 * model::EstimateForwardFlops(o.network, frames, H, W) / 1e9);
     }
     {  // Sampling cost: a guided batch of 2 (cond + uncond) at full frame rate.
       torch::NoGradGuard no_grad;
@@ -672,7 +672,7 @@ absl::Status MeasureCosts(const TrainOptions& options_in, int repeats, std::ostr
     AdamW adam(OptimizerParams(*net));
     torch::Generator gen = at::make_generator<at::CPUGeneratorImpl>(1);
     std::optional<torch::Generator> device_gen = DeviceNoiseGenerator(*device, 1);
-    core::ClipBatch clips = core::RenderClipBatch(o.clip, o.batch, 1);
+    train::ClipBatch clips = train::RenderClipBatch(o.clip, o.batch, 1);
     const torch::Tensor x0 = clips.video.to(*device);
     const torch::Tensor tokens = torch::randint(1, o.network.vocab_size, {o.batch, 12}, lopts);
     double mean_step = 0;
@@ -700,7 +700,7 @@ absl::Status MeasureCosts(const TrainOptions& options_in, int repeats, std::ostr
       out << absl::StrFormat(
           "train step stage %d (%2d frames), batch %d: %.3f s  = %.1f clips/s  (%.1f GFLOP/s)\n", k,
           frames, o.batch, sec, o.batch / sec,
-          3.0 * core::EstimateForwardFlops(o.network, frames, H, W) * o.batch / sec / 1e9);
+          3.0 * model::EstimateForwardFlops(o.network, frames, H, W) * o.batch / sec / 1e9);
     }
     out << absl::StrFormat(
         "mean over stages (stages drawn %s): %.3f s/step = %.1f clips/s\n",

@@ -47,7 +47,7 @@ media::OutputFormat ToMediaFormat(api::VideoFormat format, media::OutputFormat f
 // The request as this worker runs it: the front fills defaults in, but a worker must not
 // depend on that to stay inside its model's limits.
 struct ResolvedRequest {
-  core::LoadedModel* model = nullptr;
+  model::LoadedModel* model = nullptr;
   int frames = 0;
   double fps = 0;
   std::vector<int> stage_steps;
@@ -69,7 +69,7 @@ absl::StatusOr<ResolvedRequest> Resolve(ModelSet& models, const api::GenerateReq
     }
     out.model = it->second.get();
   }
-  const core::ModelManifest& m = out.model->manifest();
+  const model::ModelManifest& m = out.model->manifest();
   out.frames = req.num_frames() == 0 ? m.frames : static_cast<int>(req.num_frames());
   if (out.frames > m.frames) {
     return absl::InvalidArgumentError(absl::StrCat("num_frames: ", out.frames,
@@ -109,7 +109,7 @@ absl::StatusOr<ResolvedRequest> Resolve(ModelSet& models, const api::GenerateReq
 
 absl::StatusOr<core::StagePlan> MakePlan(const api::GenerateRequest& req,
                                          const ResolvedRequest& r) {
-  const core::ModelManifest& m = r.model->manifest();
+  const model::ModelManifest& m = r.model->manifest();
   const core::NoiseSchedule schedule(m.parameterization);
   if (req.sampler() == api::SAMPLER_VANILLA) {
     const int total = std::accumulate(r.stage_steps.begin(), r.stage_steps.end(), 0);
@@ -441,7 +441,7 @@ void JobRunner::RunJob(ModelSet& models, Job& job) {
   absl::StatusOr<core::StagePlan> plan = MakePlan(request, *resolved);
   if (!plan.ok()) return fail(plan.status());
 
-  const core::ModelManifest& manifest = resolved->model->manifest();
+  const model::ModelManifest& manifest = resolved->model->manifest();
   core::SampleRequest sample;
   sample.batch = 1;
   sample.channels = manifest.channels;

@@ -58,8 +58,8 @@ absl::StatusOr<ModelSet> LoadModels(const std::string& models_dir,
   ModelSet models;
   for (const std::string& name : names) {
     const auto begin = std::chrono::steady_clock::now();
-    absl::StatusOr<std::unique_ptr<core::LoadedModel>> model =
-        core::LoadModelPackage((fs::path(models_dir) / name).string(), device);
+    absl::StatusOr<std::unique_ptr<model::LoadedModel>> model =
+        model::LoadModelPackage((fs::path(models_dir) / name).string(), device);
     if (!model.ok()) {
       return absl::Status(model.status().code(),
                           absl::StrCat("model ", name, ": ", model.status().message()));
@@ -78,8 +78,8 @@ absl::StatusOr<ModelSet> LoadModels(const std::string& models_dir,
   return models;
 }
 
-tpdiff::v1::ModelInfo ToModelInfo(const core::LoadedModel& model) {
-  const core::ModelManifest& m = model.manifest();
+tpdiff::v1::ModelInfo ToModelInfo(const model::LoadedModel& model) {
+  const model::ModelManifest& m = model.manifest();
   tpdiff::v1::ModelInfo info;
   info.set_name(m.name);
   info.set_kind(m.kind);

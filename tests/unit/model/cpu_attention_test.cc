@@ -1,10 +1,10 @@
-#include "tpdiff/core/cpu_attention.h"
+#include "tpdiff/model/cpu_attention.h"
 
 #include <gtest/gtest.h>
 
 #include <cmath>
 
-namespace tpdiff::core {
+namespace tpdiff::model {
 namespace {
 
 // The textbook definition with tensor ops, per head.
@@ -94,4 +94,4 @@ TEST(CpuAttentionTest, DeclinesWhatItCannotDo) {
 }
 
 }  // namespace
-}  // namespace tpdiff::core
+}  // namespace tpdiff::model

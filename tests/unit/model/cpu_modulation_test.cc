@@ -1,10 +1,10 @@
-#include "tpdiff/core/cpu_modulation.h"
+#include "tpdiff/model/cpu_modulation.h"
 
 #include <gtest/gtest.h>
 
 #include <torch/torch.h>
 
-namespace tpdiff::core {
+namespace tpdiff::model {
 namespace {
 
 // Chunk c of mod [B, K * D] as [B, 1, 1, D].
@@ -89,4 +89,4 @@ TEST(CpuModulationTest, DeclinesWhatItCannotDo) {
 }
 
 }  // namespace
-}  // namespace tpdiff::core
+}  // namespace tpdiff::model

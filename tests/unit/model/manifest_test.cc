@@ -2,10 +2,10 @@
 
 #include <nlohmann/json.hpp>
 
-#include "tpdiff/core/model_package.h"
-#include "tpdiff/core/network.h"
+#include "tpdiff/model/model_package.h"
+#include "tpdiff/model/network.h"
 
-namespace tpdiff::core {
+namespace tpdiff::model {
 namespace {
 
 nlohmann::json ValidJson() {
@@ -23,7 +23,7 @@ TEST(ManifestTest, RoundTrips) {
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   EXPECT_EQ(parsed->name, "shapes-32");
   EXPECT_EQ(parsed->kind, "builtin");
-  EXPECT_EQ(parsed->parameterization, Parameterization::kFlowMatching);
+  EXPECT_EQ(parsed->parameterization, core::Parameterization::kFlowMatching);
   EXPECT_EQ(parsed->frames, 16);
   EXPECT_EQ(parsed->fps, 12);
   EXPECT_EQ(parsed->boundaries, (std::vector<double>{0.7, 0.3}));
@@ -102,4 +102,4 @@ TEST(ManifestTest, TorchScriptNeedsNoNetworkButMayNotHaveOne) {
 }
 
 }  // namespace
-}  // namespace tpdiff::core
+}  // namespace tpdiff::model

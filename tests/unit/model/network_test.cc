@@ -1,8 +1,8 @@
-#include "tpdiff/core/network.h"
+#include "tpdiff/model/network.h"
 
 #include <gtest/gtest.h>
 
-namespace tpdiff::core {
+namespace tpdiff::model {
 namespace {
 
 NetworkConfig Tiny() { return *NetworkPreset("tiny"); }
@@ -15,8 +15,8 @@ void Randomize(TpdiffNetImpl& net, uint64_t seed) {
   for (auto& p : net.parameters()) p.normal_(0.0, 0.2, gen);
 }
 
-DenoiserInput Input(int64_t batch, int frames, int stage, torch::Tensor tokens = {}) {
-  DenoiserInput in;
+core::DenoiserInput Input(int64_t batch, int frames, int stage, torch::Tensor tokens = {}) {
+  core::DenoiserInput in;
   in.x = torch::randn({batch, 3, frames, 32, 32});
   in.t = torch::full({batch}, 0.5f);
   in.stage = torch::full({batch}, static_cast<int64_t>(stage), torch::kLong);
@@ -46,7 +46,7 @@ TEST(NetworkTest, OutputShapeForEveryStageAndFrameCount) {
   NetworkDenoiser denoiser(net);
   for (int stage = 1; stage <= 3; ++stage) {
     for (int frames : {1, 2, 4, 8, 16}) {
-      const DenoiserInput in = Input(2, frames, stage);
+      const core::DenoiserInput in = Input(2, frames, stage);
       auto y = denoiser.Predict(in);
       ASSERT_TRUE(y.ok()) << y.status();
       EXPECT_EQ(y->sizes(), in.x.sizes()) << "stage " << stage << " frames " << frames;
@@ -68,20 +68,20 @@ TEST(NetworkTest, OutputDependsOnTimeStageAndCaption) {
   Randomize(*net, 2);
   NetworkDenoiser d(net);
   torch::manual_seed(0);
-  DenoiserInput in = Input(1, 4, 1);
+  core::DenoiserInput in = Input(1, 4, 1);
   const torch::Tensor base = *d.Predict(in);
-  DenoiserInput other_t = in;
+  core::DenoiserInput other_t = in;
   other_t.t = torch::full({1}, 0.9f);
   EXPECT_FALSE(torch::allclose(*d.Predict(other_t), base));
-  DenoiserInput other_stage = in;
+  core::DenoiserInput other_stage = in;
   other_stage.stage = torch::full({1}, int64_t{2});
   EXPECT_FALSE(torch::allclose(*d.Predict(other_stage), base));
-  DenoiserInput captioned = in;
+  core::DenoiserInput captioned = in;
   captioned.tokens = torch::zeros({1, 32}, torch::kLong);
   captioned.tokens[0][0] = 4;
   EXPECT_FALSE(torch::allclose(*d.Predict(captioned), base));
   // Padding is masked: trailing zeros do not change a caption's meaning.
-  DenoiserInput shorter = captioned;
+  core::DenoiserInput shorter = captioned;
   shorter.tokens = captioned.tokens.slice(1, 0, 3);
   EXPECT_TRUE(torch::allclose(*d.Predict(shorter), *d.Predict(captioned), 1e-5, 1e-5));
 }
@@ -91,7 +91,7 @@ TEST(NetworkTest, FramesAreProcessedTogether) {
   TpdiffNet net(Tiny());
   Randomize(*net, 3);
   NetworkDenoiser d(net);
-  DenoiserInput in = Input(1, 4, 2);
+  core::DenoiserInput in = Input(1, 4, 2);
   const torch::Tensor a = *d.Predict(in);
   in.x = in.x.clone();
   in.x.select(2, 0).add_(1.0);
@@ -103,10 +103,10 @@ TEST(NetworkTest, BatchEntriesAreIndependent) {
   TpdiffNet net(Tiny());
   Randomize(*net, 4);
   NetworkDenoiser d(net);
-  DenoiserInput in = Input(2, 4, 1);
+  core::DenoiserInput in = Input(2, 4, 1);
   in.tokens[1][0] = 5;
   const torch::Tensor both = *d.Predict(in);
-  DenoiserInput first = in;
+  core::DenoiserInput first = in;
   first.x = in.x.slice(0, 0, 1);
   first.t = in.t.slice(0, 0, 1);
   first.stage = in.stage.slice(0, 0, 1);
@@ -117,7 +117,7 @@ TEST(NetworkTest, BatchEntriesAreIndependent) {
 TEST(NetworkTest, DenoiserRejectsBadInputsNamingThem) {
   TpdiffNet net(Tiny());
   NetworkDenoiser d(net);
-  DenoiserInput in = Input(1, 4, 1);
+  core::DenoiserInput in = Input(1, 4, 1);
   in.tokens = torch::zeros({1, 33}, torch::kLong);
   auto r = d.Predict(in);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
@@ -171,7 +171,7 @@ TEST(NetworkTest, PixelRefinementStartsNeutralAndLearns) {
   // Both convolutions get gradient once the rest of the network is non-trivial, and the
   // output then depends on them.
   Randomize(*net, 5);
-  const DenoiserInput in = Input(2, 4, 2);
+  const core::DenoiserInput in = Input(2, 4, 2);
   const torch::Tensor y = net->forward(in.x, in.t, in.stage, in.tokens);
   y.pow(2).mean().backward();
   for (const auto& p : net->named_parameters()) {
@@ -203,11 +203,11 @@ TEST(NetworkTest, WordConditioningStartsNeutralAndIgnoresPadding) {
   EXPECT_EQ(d.Predict(Input(1, 4, 1))->abs().max().item<float>(), 0.0f);
 
   Randomize(*net, 6);
-  DenoiserInput in = Input(1, 4, 1);
+  core::DenoiserInput in = Input(1, 4, 1);
   in.tokens[0][0] = 4;
   in.tokens[0][1] = 14;
   const torch::Tensor y = *d.Predict(in);
-  DenoiserInput shorter = in;
+  core::DenoiserInput shorter = in;
   shorter.tokens = in.tokens.slice(1, 0, 2);
   EXPECT_TRUE(torch::allclose(*d.Predict(shorter), y, 1e-5, 1e-5));
   {
@@ -238,7 +238,7 @@ TEST(NetworkTest, WordLayoutPriorIsPerWordFrameAndPosition) {
   }
   ASSERT_TRUE(layout.defined());
   EXPECT_EQ(layout.sizes(), (std::vector<int64_t>{c.vocab_size, 16, 16, c.width}));
-  DenoiserInput in = Input(1, 4, 3);  // stage 3: full-rate frames 0, 4, 8, 12
+  core::DenoiserInput in = Input(1, 4, 3);  // stage 3: full-rate frames 0, 4, 8, 12
   in.tokens[0][0] = 4;
   in.tokens[0][1] = 14;
   const torch::Tensor y = *d.Predict(in);
@@ -253,7 +253,7 @@ TEST(NetworkTest, WordLayoutPriorIsPerWordFrameAndPosition) {
   EXPECT_FALSE(torch::allclose(zeroed(14, 4), y));   // a word of the caption, a frame it uses
   EXPECT_TRUE(torch::equal(zeroed(14, 5), y));       // a full-rate frame stage 3 skips
   EXPECT_TRUE(torch::equal(zeroed(9, 4), y));        // a word not in the caption
-  DenoiserInput shorter = in;                        // padding adds nothing
+  core::DenoiserInput shorter = in;                        // padding adds nothing
   shorter.tokens = in.tokens.slice(1, 0, 2);
   EXPECT_TRUE(torch::allclose(*d.Predict(shorter), y, 1e-5, 1e-5));
 
@@ -276,7 +276,7 @@ TEST(NetworkTest, ReusedCaptionStateMatchesAFreshForward) {
   Randomize(*net, 11);
   NetworkDenoiser d(net);
   torch::Tensor tokens = GuidedTokens();
-  auto check = [&](DenoiserInput in, const char* what) {
+  auto check = [&](core::DenoiserInput in, const char* what) {
     const auto y = d.Predict(in);
     ASSERT_TRUE(y.ok()) << what << ": " << y.status();
     torch::NoGradGuard no_grad;
@@ -284,7 +284,7 @@ TEST(NetworkTest, ReusedCaptionStateMatchesAFreshForward) {
     EXPECT_TRUE(torch::equal(*y, fresh)) << what << ": max difference "
                                          << (*y - fresh).abs().max().item<float>();
   };
-  DenoiserInput in = Input(2, 4, 3, tokens);
+  core::DenoiserInput in = Input(2, 4, 3, tokens);
   check(in, "first call");
   in.t = torch::full({2}, 0.3f);
   in.x = torch::randn_like(in.x);
@@ -308,7 +308,7 @@ TEST(NetworkTest, ReusedCaptionStateMatchesAFreshForward) {
   bad_tokens[1][0] = c.vocab_size;
   EXPECT_EQ(d.Predict(Input(2, 8, 1, bad_tokens)).status().code(),
             absl::StatusCode::kInvalidArgument);
-  DenoiserInput mixed = Input(2, 8, 1, tokens);
+  core::DenoiserInput mixed = Input(2, 8, 1, tokens);
   mixed.stage[1] = 2;
   EXPECT_EQ(d.Predict(mixed).status().code(), absl::StatusCode::kInvalidArgument);
   check(Input(2, 8, 1, tokens), "after rejected calls");
@@ -323,7 +323,7 @@ TEST(NetworkTest, InferenceKernelsMatchTheTrainingPath) {
   TpdiffNet net(c);
   Randomize(*net, 12);
   for (const auto& [frames, stage] : {std::pair{4, 3}, std::pair{8, 2}, std::pair{16, 1}}) {
-    const DenoiserInput in = Input(2, frames, stage, GuidedTokens());
+    const core::DenoiserInput in = Input(2, frames, stage, GuidedTokens());
     const torch::Tensor recorded = net->forward(in.x, in.t, in.stage, in.tokens);
     ASSERT_TRUE(recorded.requires_grad());  // the tensor-op path ran
     torch::NoGradGuard no_grad;
@@ -344,4 +344,4 @@ TEST(NetworkTest, RecommendedConfigsStayWellUnderTenMillionParameters) {
 }
 
 }  // namespace
-}  // namespace tpdiff::core
+}  // namespace tpdiff::model

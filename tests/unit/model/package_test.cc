@@ -6,13 +6,13 @@
 #include <fstream>
 
 #include "remove_tree.h"
-#include "tpdiff/core/model_package.h"
-#include "tpdiff/core/network.h"
-#include "tpdiff/core/safetensors.h"
+#include "tpdiff/model/model_package.h"
+#include "tpdiff/model/network.h"
+#include "tpdiff/model/safetensors.h"
 #include "tpdiff/core/sampler.h"
 #include "tpdiff/core/stage_plan.h"
 
-namespace tpdiff::core {
+namespace tpdiff::model {
 namespace {
 
 namespace fs = std::filesystem;
@@ -37,8 +37,8 @@ class PackageTest : public ::testing::Test {
   fs::path dir_;
 };
 
-DenoiserInput SomeInput(const Tokenizer& tok) {
-  DenoiserInput in;
+core::DenoiserInput SomeInput(const core::Tokenizer& tok) {
+  core::DenoiserInput in;
   in.x = torch::randn({2, 3, 8, 32, 32});
   in.t = torch::tensor({0.6f, 0.4f});
   in.stage = torch::full({2}, int64_t{2});
@@ -54,7 +54,7 @@ TEST_F(PackageTest, BuiltinSaveLoadGivesIdenticalOutputs) {
     torch::NoGradGuard no_grad;
     for (auto& p : net->parameters()) p.normal_(0, 0.2);
   }
-  Tokenizer tok = *Tokenizer::FromWords(ShapesVocabulary());
+  core::Tokenizer tok = *core::Tokenizer::FromWords(core::ShapesVocabulary());
   ASSERT_TRUE(WriteModelPackage(dir_.string(), DefaultBuiltinManifest("tiny"), tok, *net).ok());
   EXPECT_TRUE(fs::exists(dir_ / "model.json"));
   EXPECT_TRUE(fs::exists(dir_ / "weights.safetensors"));
@@ -63,8 +63,8 @@ TEST_F(PackageTest, BuiltinSaveLoadGivesIdenticalOutputs) {
   auto model = LoadModelPackage(dir_.string(), torch::kCPU);
   ASSERT_TRUE(model.ok()) << model.status();
   EXPECT_EQ((*model)->manifest().name, "tiny");
-  EXPECT_EQ((*model)->tokenizer().words(), ShapesVocabulary());
-  const DenoiserInput in = SomeInput(tok);
+  EXPECT_EQ((*model)->tokenizer().words(), core::ShapesVocabulary());
+  const core::DenoiserInput in = SomeInput(tok);
   NetworkDenoiser original(net);
   auto want = original.Predict(in);
   auto got = (*model)->denoiser().Predict(in);
@@ -78,17 +78,17 @@ TEST_F(PackageTest, RandomPackageSamplesWithThePyramidSampler) {
   auto model = LoadModelPackage(dir_.string(), torch::kCPU);
   ASSERT_TRUE(model.ok()) << model.status();
   const ModelManifest& m = (*model)->manifest();
-  StagePlanOptions opts;
+  core::StagePlanOptions opts;
   opts.num_frames = m.frames;
   opts.num_stages = m.stages;
   opts.steps_per_stage = {2, 2, 2};
-  auto plan = StagePlan::Create(NoiseSchedule(m.parameterization), opts);
+  auto plan = core::StagePlan::Create(core::NoiseSchedule(m.parameterization), opts);
   ASSERT_TRUE(plan.ok());
-  SampleRequest req;
+  core::SampleRequest req;
   req.tokens = torch::tensor(*(*model)->tokenizer().Encode("a blue square moving up")).unsqueeze(0);
   req.guidance_scale = 3.0;
   req.seed = 5;
-  auto a = PyramidSampler::Sample((*model)->denoiser(), *plan, req);
+  auto a = core::PyramidSampler::Sample((*model)->denoiser(), *plan, req);
   ASSERT_TRUE(a.ok()) << a.status();
   EXPECT_EQ(a->sizes(), (std::vector<int64_t>{1, 3, 16, 32, 32}));
   EXPECT_TRUE(torch::isfinite(*a).all().item<bool>());
@@ -97,7 +97,7 @@ TEST_F(PackageTest, RandomPackageSamplesWithThePyramidSampler) {
   ASSERT_TRUE(CreateRandomBuiltinPackage(other.string(), "dev", Tiny(), 7).ok());
   auto model2 = LoadModelPackage(other.string(), torch::kCPU);
   ASSERT_TRUE(model2.ok());
-  auto b = PyramidSampler::Sample((*model2)->denoiser(), *plan, req);
+  auto b = core::PyramidSampler::Sample((*model2)->denoiser(), *plan, req);
   ASSERT_TRUE(b.ok());
   EXPECT_TRUE(torch::equal(*a, *b));
 }
@@ -176,23 +176,23 @@ def forward(self, x, t, stage, tokens):
   ASSERT_TRUE(model.ok()) << model.status();
   EXPECT_EQ((*model)->tokenizer().words().size(), 3u);
   const ModelManifest& m = (*model)->manifest();
-  StagePlanOptions opts;
+  core::StagePlanOptions opts;
   opts.num_frames = m.frames;
   opts.num_stages = m.stages;
   opts.steps_per_stage = m.default_stage_steps;
-  auto plan = StagePlan::Create(NoiseSchedule(m.parameterization), opts);
+  auto plan = core::StagePlan::Create(core::NoiseSchedule(m.parameterization), opts);
   ASSERT_TRUE(plan.ok());
-  SampleRequest req;
+  core::SampleRequest req;
   req.batch = 2;
   req.tokens = torch::tensor(*(*model)->tokenizer().Encode("red circle")).unsqueeze(0);
   req.guidance_scale = 2.0;
   int calls = 0;
-  struct Counter : SamplerObserver {
+  struct Counter : core::SamplerObserver {
     int* calls;
     void OnStep(const StepEvent&) override { ++*calls; }
   } observer;
   observer.calls = &calls;
-  auto video = PyramidSampler::Sample((*model)->denoiser(), *plan, req, &observer);
+  auto video = core::PyramidSampler::Sample((*model)->denoiser(), *plan, req, &observer);
   ASSERT_TRUE(video.ok()) << video.status();
   EXPECT_EQ(video->sizes(), (std::vector<int64_t>{2, 3, 16, 32, 32}));
   EXPECT_EQ(calls, 9);
@@ -245,4 +245,4 @@ def forward(self, x, t, stage, tokens):
 }
 
 }  // namespace
-}  // namespace tpdiff::core
+}  // namespace tpdiff::model

@@ -1,4 +1,4 @@
-#include "tpdiff/core/safetensors.h"
+#include "tpdiff/model/safetensors.h"
 
 #include <gtest/gtest.h>
 
@@ -6,7 +6,7 @@
 #include <cstring>
 #include <filesystem>
 
-namespace tpdiff::core {
+namespace tpdiff::model {
 namespace {
 
 std::string WithHeader(const std::string& json, const std::string& data) {
@@ -119,4 +119,4 @@ TEST(SafetensorsTest, FileRoundTripAndMissingFile) {
 }
 
 }  // namespace
-}  // namespace tpdiff::core
+}  // namespace tpdiff::model

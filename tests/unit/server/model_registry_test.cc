@@ -93,7 +93,7 @@ TEST_F(ModelsDirTest, HostileValuesAreErrorsNamingTheField) {
   }
 }
 
-// The worker's reader (core::ParseManifest) defaults channels and fps; the front must accept
+// The worker's reader (model::ParseManifest) defaults channels and fps; the front must accept
 // the same manifests or it refuses to start with a package its workers serve.
 TEST_F(ModelsDirTest, OptionalFieldsTakeTheWorkersDefaults) {
   std::string text = kManifest;

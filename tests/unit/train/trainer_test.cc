@@ -10,8 +10,8 @@
 
 #include "../model/remove_tree.h"
 #include "absl/strings/str_split.h"
-#include "tpdiff/core/model_package.h"
-#include "tpdiff/core/safetensors.h"
+#include "tpdiff/model/model_package.h"
+#include "tpdiff/model/safetensors.h"
 
 namespace tpdiff::train {
 namespace {
@@ -49,14 +49,14 @@ TEST(AdamWTest, MatchesHandComputedUpdate) {
 }
 
 TEST(ClipPrefetcherTest, DeliversTheBatchOfEachStepInOrder) {
-  core::ClipSpec spec;
+  train::ClipSpec spec;
   spec.frames = 4;
   ClipPrefetcher from0(spec, 2, 9, 0, /*threads=*/3, /*capacity=*/2);
   ClipPrefetcher from2(spec, 2, 9, 2, 1, 1);
-  std::vector<core::ClipBatch> seq;
+  std::vector<train::ClipBatch> seq;
   for (int i = 0; i < 4; ++i) seq.push_back(from0.Next());
   for (int i = 0; i < 4; ++i) {
-    const core::ClipBatch want = core::RenderClipBatch(spec, 2, DataSeed(9, i));
+    const train::ClipBatch want = train::RenderClipBatch(spec, 2, DataSeed(9, i));
     EXPECT_TRUE(torch::equal(seq[i].video, want.video)) << i;
     EXPECT_EQ(seq[i].captions, want.captions);
   }
@@ -75,7 +75,7 @@ class RunTrainingTest : public ::testing::Test {
 
   TrainOptions Tiny(const std::string& sub) {
     TrainOptions o;
-    o.network = *core::NetworkPreset("tiny");
+    o.network = *model::NetworkPreset("tiny");
     o.clip.frames = 4;
     o.batch = 3;
     o.iters = 4;
@@ -88,7 +88,7 @@ class RunTrainingTest : public ::testing::Test {
   }
 
   static std::map<std::string, torch::Tensor> Weights(const TrainOptions& o) {
-    auto st = core::ReadSafetensors((fs::path(o.out_dir) / "weights.safetensors").string());
+    auto st = model::ReadSafetensors((fs::path(o.out_dir) / "weights.safetensors").string());
     EXPECT_TRUE(st.ok()) << st.status();
     return st.ok() ? st->tensors : std::map<std::string, torch::Tensor>{};
   }
@@ -101,7 +101,7 @@ TEST_F(RunTrainingTest, WritesALoadablePackageLogAndCheckpoint) {
   std::ostringstream progress;
   ASSERT_TRUE(RunTraining(o, &progress).ok());
   EXPECT_NE(progress.str().find("step 4/4"), std::string::npos) << progress.str();
-  auto model = core::LoadModelPackage(o.out_dir, torch::kCPU);
+  auto model = model::LoadModelPackage(o.out_dir, torch::kCPU);
   ASSERT_TRUE(model.ok()) << model.status();
   EXPECT_EQ((*model)->manifest().stages, 3);
   EXPECT_EQ((*model)->manifest().frames, 4);
@@ -141,7 +141,7 @@ TEST_F(RunTrainingTest, VanillaModeWritesASingleStagePackage) {
   o.iters = 2;
   o.align_noise = false;
   ASSERT_TRUE(RunTraining(o, nullptr).ok());
-  auto model = core::LoadModelPackage(o.out_dir, torch::kCPU);
+  auto model = model::LoadModelPackage(o.out_dir, torch::kCPU);
   ASSERT_TRUE(model.ok()) << model.status();
   EXPECT_EQ((*model)->manifest().stages, 1);
   EXPECT_EQ((*model)->manifest().default_stage_steps, (std::vector<int>{30}));

@@ -9,8 +9,8 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
-#include "tpdiff/core/model_package.h"
-#include "tpdiff/core/network.h"
+#include "tpdiff/model/model_package.h"
+#include "tpdiff/model/network.h"
 
 namespace tpdiff::worker::testing {
 
@@ -20,10 +20,10 @@ inline absl::StatusOr<std::string> WriteTinyPackage(const std::string& name,
   namespace fs = std::filesystem;
   std::string tmpl = (fs::temp_directory_path() / "tpdiff-worker-test-XXXXXX").string();
   if (mkdtemp(tmpl.data()) == nullptr) return absl::InternalError("mkdtemp failed");
-  absl::StatusOr<core::NetworkConfig> config = core::NetworkPreset("tiny");
+  absl::StatusOr<model::NetworkConfig> config = model::NetworkPreset("tiny");
   if (!config.ok()) return config.status();
   absl::Status s =
-      core::CreateRandomBuiltinPackage((fs::path(tmpl) / name).string(), name, *config, seed);
+      model::CreateRandomBuiltinPackage((fs::path(tmpl) / name).string(), name, *config, seed);
   if (!s.ok()) return s;
   return tmpl;
 }

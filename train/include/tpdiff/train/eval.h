@@ -26,23 +26,23 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "tpdiff/core/eval_detector.h"
-#include "tpdiff/core/model_package.h"
+#include "tpdiff/train/eval_detector.h"
+#include "tpdiff/model/model_package.h"
 #include "tpdiff/core/sampler.h"
 #include "tpdiff/core/stage_plan.h"
-#include "tpdiff/core/synthetic_data.h"
+#include "tpdiff/train/synthetic_data.h"
 
 namespace tpdiff::train {
 
 struct EvalPrompt {
   std::string prompt;
   uint64_t seed = 0;
-  core::SceneDescription scene;  // the parsed prompt
+  train::SceneDescription scene;  // the parsed prompt
 };
 
 // One prompt per line, optionally "prompt<TAB>seed". Blank lines and lines starting with '#'
 // are skipped. A line without a seed gets base_seed + its 0-based prompt index. Every prompt
-// is parsed (core::ParseCaption); errors name the line: "prompts line 3: caption: word 2 ...".
+// is parsed (train::ParseCaption); errors name the line: "prompts line 3: caption: word 2 ...".
 absl::StatusOr<std::vector<EvalPrompt>> ParsePromptList(absl::string_view text,
                                                         uint64_t base_seed);
 
@@ -61,7 +61,7 @@ struct EvalVideoResult {
   uint64_t seed = 0;
   double seconds = 0;  // sampling wall time (0 when the video was not sampled here)
   int num_objects = 0;
-  core::VideoScore score;
+  train::VideoScore score;
 };
 
 struct EvalTotals {
@@ -135,7 +135,7 @@ struct EvalReport {
 // Samples every prompt (batch 1, the prompt's seed) and writes everything into out_dir
 // (created). INVALID_ARGUMENT for a bad sampler name, stage_steps of the wrong count or
 // range, or a prompt the model's tokenizer rejects (checked before sampling starts).
-absl::StatusOr<EvalReport> RunEval(core::LoadedModel& model,
+absl::StatusOr<EvalReport> RunEval(model::LoadedModel& model,
                                    const std::vector<EvalPrompt>& prompts,
                                    const EvalOptions& options, const std::string& out_dir,
                                    const EvalProgress& progress = nullptr);
@@ -148,7 +148,7 @@ absl::StatusOr<EvalReport> RunEval(core::LoadedModel& model,
 class EvalRunner {
  public:
   // Validates the options and tokenizes every prompt (RunEval's errors), then creates out_dir.
-  static absl::StatusOr<std::unique_ptr<EvalRunner>> Create(core::LoadedModel& model,
+  static absl::StatusOr<std::unique_ptr<EvalRunner>> Create(model::LoadedModel& model,
                                                             std::vector<EvalPrompt> prompts,
                                                             const EvalOptions& options,
                                                             std::string out_dir);
@@ -167,10 +167,10 @@ class EvalRunner {
   absl::StatusOr<EvalReport> Finish();
 
  private:
-  EvalRunner(core::LoadedModel& model, std::vector<EvalPrompt> prompts, core::StagePlan plan,
+  EvalRunner(model::LoadedModel& model, std::vector<EvalPrompt> prompts, core::StagePlan plan,
              std::vector<torch::Tensor> tokens, std::string out_dir, int grid_scale);
 
-  core::LoadedModel& model_;
+  model::LoadedModel& model_;
   std::vector<EvalPrompt> prompts_;
   core::StagePlan plan_;
   std::vector<torch::Tensor> tokens_;

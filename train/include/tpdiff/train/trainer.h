@@ -15,8 +15,8 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "tpdiff/core/network.h"
-#include "tpdiff/core/synthetic_data.h"
+#include "tpdiff/model/network.h"
+#include "tpdiff/train/synthetic_data.h"
 
 namespace tpdiff::train {
 
@@ -58,8 +58,8 @@ struct TrainOptions {
   int prefetch = 4;                              // rendered batches kept ready
   std::string out_dir = "models/tpdiff-shapes";  // package folder (and checkpoint/ inside)
   std::string name = "tpdiff-shapes";            // package name
-  core::NetworkConfig network;
-  core::ClipSpec clip;
+  model::NetworkConfig network;
+  train::ClipSpec clip;
   double progress_interval_s = 1.0;
 };
 
@@ -85,7 +85,7 @@ class AdamW {
   AdamW(std::vector<Param> params, double beta1 = 0.9, double beta2 = 0.99, double eps = 1e-8);
   void Step(double lr, double weight_decay);
   int64_t steps() const { return steps_; }
-  core::NamedTensors State(const std::string& prefix) const;  // m, v per parameter
+  model::NamedTensors State(const std::string& prefix) const;  // m, v per parameter
   absl::Status LoadState(const std::map<std::string, torch::Tensor>& tensors,
                          const std::string& prefix, int64_t steps);
 
@@ -101,13 +101,13 @@ class AdamW {
 // Next() is called from one thread (the training loop); the destructor stops the workers.
 class ClipPrefetcher {
  public:
-  ClipPrefetcher(core::ClipSpec spec, int batch, uint64_t seed, int64_t first_step, int threads,
+  ClipPrefetcher(train::ClipSpec spec, int batch, uint64_t seed, int64_t first_step, int threads,
                  int capacity);
   ~ClipPrefetcher();
   ClipPrefetcher(const ClipPrefetcher&) = delete;
   ClipPrefetcher& operator=(const ClipPrefetcher&) = delete;
   // Blocks until the batch of the next step is ready.
-  core::ClipBatch Next();
+  train::ClipBatch Next();
   // Seconds the consumer spent waiting for data (a sign the renderer is the bottleneck).
   double wait_seconds() const { return wait_seconds_; }
 

@@ -10,7 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "tpdiff/core/model_package.h"
+#include "tpdiff/model/model_package.h"
 #include "tpdiff/v1/video_generation.pb.h"
 #include "tpdiff/worker/metrics.h"
 
@@ -18,7 +18,7 @@ namespace tpdiff::worker {
 
 // The models one slot owns, by manifest name. A slot's thread is the only user of its
 // denoisers, so every slot gets its own set (LoadedModel::denoiser is single-threaded).
-using ModelSet = std::map<std::string, std::unique_ptr<core::LoadedModel>>;
+using ModelSet = std::map<std::string, std::unique_ptr<model::LoadedModel>>;
 
 // "cpu", "cuda" (the first GPU; FAILED_PRECONDITION when LibTorch has no CUDA or sees no GPU)
 // or "auto" (cuda when available, else cpu). INVALID_ARGUMENT otherwise.
@@ -38,7 +38,7 @@ absl::StatusOr<ModelSet> LoadModels(const std::string& models_dir,
                                     WorkerMetrics* metrics);
 
 // The ModelInfo a worker announces in Hello: manifest fields and vocabulary.
-tpdiff::v1::ModelInfo ToModelInfo(const core::LoadedModel& model);
+tpdiff::v1::ModelInfo ToModelInfo(const model::LoadedModel& model);
 
 }  // namespace tpdiff::worker
 

@@ -1,5 +1,5 @@
-#ifndef TPDIFF_CORE_CPU_MODULATION_H_
-#define TPDIFF_CORE_CPU_MODULATION_H_
+#ifndef TPDIFF_MODEL_CPU_MODULATION_H_
+#define TPDIFF_MODEL_CPU_MODULATION_H_
 // The adaLN-Zero steps of the built-in network's blocks as single CPU passes, for inference.
 //
 // Why: at the shapes model's size a forward pass costs per LibTorch op more than per element.
@@ -13,7 +13,7 @@
 // mod[b, c * D : (c + 1) * D]. Activations are [B, ..., D] with the last dimension D.
 #include <torch/types.h>
 
-namespace tpdiff::core {
+namespace tpdiff::model {
 
 // LayerNorm over the last dimension (no affine parameters, epsilon `eps`) of x, then
 // * (1 + chunk `scale`) + chunk `shift` of x's clip: the tensor-op value
@@ -39,6 +39,6 @@ bool CanUseCpuModulation(const torch::Tensor& x, const torch::Tensor& mod);
 bool CanUseCpuGatedResidual(const torch::Tensor& h, const torch::Tensor& mod,
                             const torch::Tensor& branch);
 
-}  // namespace tpdiff::core
+}  // namespace tpdiff::model
 
-#endif  // TPDIFF_CORE_CPU_MODULATION_H_
+#endif  // TPDIFF_MODEL_CPU_MODULATION_H_

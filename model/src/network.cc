@@ -1,4 +1,4 @@
-#include "tpdiff/core/network.h"
+#include "tpdiff/model/network.h"
 
 #include <torch/nn/init.h>
 #include <torch/version.h>
@@ -14,11 +14,11 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "tpdiff/core/cpu_attention.h"
-#include "tpdiff/core/cpu_modulation.h"
+#include "tpdiff/model/cpu_attention.h"
+#include "tpdiff/model/cpu_modulation.h"
 #include "tpdiff/core/torch_status.h"
 
-namespace tpdiff::core {
+namespace tpdiff::model {
 namespace {
 
 namespace nn = torch::nn;
@@ -84,7 +84,7 @@ class Modulation {
     if (fused_ && CanUseCpuGatedResidual(h, mod_, branch)) {
       return CpuGatedResidual(h, mod_, gate, branch);
     }
-    return tpdiff::core::GatedResidual(h, Chunk(gate), branch);
+    return tpdiff::model::GatedResidual(h, Chunk(gate), branch);
   }
 
  private:
@@ -635,7 +635,7 @@ absl::Status LoadNetworkState(TpdiffNetImpl& net,
       return absl::InvalidArgumentError(
           absl::StrCat("weights: tensor \"", name, "\" is not floating point"));
     }
-    absl::Status copied = TorchCall("weights: copy", [&] {
+    absl::Status copied = core::TorchCall("weights: copy", [&] {
                             item.value().copy_(it->second);
                             return 0;
                           }).status();
@@ -650,7 +650,7 @@ absl::Status LoadNetworkState(TpdiffNetImpl& net,
 NetworkDenoiser::NetworkDenoiser(TpdiffNet net)
     : net_(std::move(net)), parameters_(net_->parameters()) {}
 
-absl::StatusOr<torch::Tensor> NetworkDenoiser::Predict(const DenoiserInput& in) {
+absl::StatusOr<torch::Tensor> NetworkDenoiser::Predict(const core::DenoiserInput& in) {
   const NetworkConfig& c = net_->config();
   if (!in.x.defined() || in.x.dim() != 5) {
     return absl::InvalidArgumentError("x: must be [B, C, T, H, W]");
@@ -687,7 +687,7 @@ absl::StatusOr<torch::Tensor> NetworkDenoiser::Predict(const DenoiserInput& in) 
   const void* weights_data = parameters_.empty() ? nullptr : parameters_[0].data_ptr();
   int64_t weights_version = 0;
   for (const torch::Tensor& t : parameters_) weights_version += t._version();
-  auto cached = TorchCall("network input check", [&] {
+  auto cached = core::TorchCall("network input check", [&] {
     if (!prepared_.has_value()) return false;
     const Prepared& p = *prepared_;
     if (p.device != in.x.device() ||
@@ -703,7 +703,7 @@ absl::StatusOr<torch::Tensor> NetworkDenoiser::Predict(const DenoiserInput& in) 
   if (!*cached) {
     prepared_.reset();  // a failed check or Prepare must not leave the old state current
     // Value checks read the tensors (a device sync on GPU), once per stage.
-    auto ranges = TorchCall("network input check", [&] {
+    auto ranges = core::TorchCall("network input check", [&] {
       const torch::Tensor s = in.stage.to(torch::kLong);
       std::array<int64_t, 4> r = {s.min().item<int64_t>(), s.max().item<int64_t>(), 0, 0};
       if (in.tokens.numel() > 0) {
@@ -731,7 +731,7 @@ absl::StatusOr<torch::Tensor> NetworkDenoiser::Predict(const DenoiserInput& in) 
             "; the model covers ", c.word_layout_frames, " frames"));
       }
     }
-    auto prepared = TorchCall("network forward", [&] {
+    auto prepared = core::TorchCall("network forward", [&] {
       torch::NoGradGuard no_grad;
       const torch::Device device = in.x.device();
       Prepared fresh;
@@ -747,11 +747,11 @@ absl::StatusOr<torch::Tensor> NetworkDenoiser::Predict(const DenoiserInput& in) 
     if (!prepared.ok()) return prepared.status();
     prepared_ = *std::move(prepared);
   }
-  return TorchCall("network forward", [&] {
+  return core::TorchCall("network forward", [&] {
     torch::NoGradGuard no_grad;
     return net_->ForwardPrepared(in.x.to(torch::kFloat), in.t.to(in.x.device(), torch::kFloat),
                                  prepared_->invariants);
   });
 }
 
-}  // namespace tpdiff::core
+}  // namespace tpdiff::model

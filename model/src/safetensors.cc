@@ -1,4 +1,4 @@
-#include "tpdiff/core/safetensors.h"
+#include "tpdiff/model/safetensors.h"
 
 #include <algorithm>
 #include <cerrno>
@@ -13,7 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "tpdiff/core/torch_status.h"
 
-namespace tpdiff::core {
+namespace tpdiff::model {
 namespace {
 
 // The format is little-endian; every platform this project targets (x86-64, aarch64) is too,
@@ -83,7 +83,7 @@ absl::StatusOr<std::string> SerializeSafetensors(
     }
     // Named, because C++17 lambdas cannot capture structured bindings (clang rejects it).
     const torch::Tensor& source = tensor;
-    auto c = TorchCall("safetensors: copy to CPU",
+    auto c = core::TorchCall("safetensors: copy to CPU",
                        [&] { return source.detach().to(torch::kCPU).contiguous(); });
     if (!c.ok()) return c.status();
     const uint64_t nbytes = static_cast<uint64_t>(c->numel()) * dtype->bytes;
@@ -176,7 +176,7 @@ absl::StatusOr<SafetensorsContents> ParseSafetensors(const std::string& bytes) {
                                   " bytes but shape and dtype need ", numel * dtype->bytes));
     }
     ranges.emplace_back(begin, end);
-    auto t = TorchCall("safetensors: allocate", [&] {
+    auto t = core::TorchCall("safetensors: allocate", [&] {
       torch::Tensor t = torch::empty(shape, torch::TensorOptions().dtype(dtype->type));
       if (end > begin) std::memcpy(t.data_ptr(), data + begin, end - begin);
       return t;
@@ -237,4 +237,4 @@ absl::StatusOr<SafetensorsContents> ReadSafetensors(const std::string& path) {
   return parsed;
 }
 
-}  // namespace tpdiff::core
+}  // namespace tpdiff::model

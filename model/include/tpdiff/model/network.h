@@ -1,5 +1,5 @@
-#ifndef TPDIFF_CORE_NETWORK_H_
-#define TPDIFF_CORE_NETWORK_H_
+#ifndef TPDIFF_MODEL_NETWORK_H_
+#define TPDIFF_MODEL_NETWORK_H_
 
 // The built-in text-to-video denoiser: a small factorized space/time transformer on video
 // patches (DiT-style adaLN-Zero blocks) with a learned caption encoder.
@@ -39,9 +39,9 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "tpdiff/core/denoiser.h"
-#include "tpdiff/core/safetensors.h"
+#include "tpdiff/model/safetensors.h"
 
-namespace tpdiff::core {
+namespace tpdiff::model {
 
 struct NetworkConfig {
   int channels = 3;     // video channels
@@ -250,10 +250,10 @@ absl::Status LoadNetworkState(TpdiffNetImpl& net,
 // exceptions to INTERNAL. Shares ownership of the network; one thread at a time.
 // Reuses the last call's StepInvariants while the tokens, stage, input shape, device and
 // weights (their in-place version counters) are unchanged: within one stage of a video.
-class NetworkDenoiser : public Denoiser {
+class NetworkDenoiser : public core::Denoiser {
  public:
   explicit NetworkDenoiser(TpdiffNet net);
-  absl::StatusOr<torch::Tensor> Predict(const DenoiserInput& input) override;
+  absl::StatusOr<torch::Tensor> Predict(const core::DenoiserInput& input) override;
   TpdiffNet& net() { return net_; }
 
  private:
@@ -272,6 +272,6 @@ class NetworkDenoiser : public Denoiser {
   std::optional<Prepared> prepared_;
 };
 
-}  // namespace tpdiff::core
+}  // namespace tpdiff::model
 
-#endif  // TPDIFF_CORE_NETWORK_H_
+#endif  // TPDIFF_MODEL_NETWORK_H_

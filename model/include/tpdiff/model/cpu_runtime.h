@@ -1,9 +1,9 @@
-#ifndef TPDIFF_CORE_CPU_RUNTIME_H_
-#define TPDIFF_CORE_CPU_RUNTIME_H_
+#ifndef TPDIFF_MODEL_CPU_RUNTIME_H_
+#define TPDIFF_MODEL_CPU_RUNTIME_H_
 
 // CPU runtime settings every LibTorch-using binary wants (see docs: cpu-notes.md).
 
-namespace tpdiff::core {
+namespace tpdiff::model {
 
 // LibTorch's OpenMP threads spin while waiting at barriers (libgomp's default ACTIVE policy).
 // On a machine whose cores are shared with other busy processes a descheduled spinner stalls
@@ -17,6 +17,6 @@ void ReexecWithPassiveOpenMpWait(char** argv);
 // Sets LibTorch's intra-op threads: `requested` > 0, else the number of cores. Returns it.
 int ConfigureCpuThreads(int requested);
 
-}  // namespace tpdiff::core
+}  // namespace tpdiff::model
 
-#endif  // TPDIFF_CORE_CPU_RUNTIME_H_
+#endif  // TPDIFF_MODEL_CPU_RUNTIME_H_

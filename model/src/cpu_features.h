@@ -5,7 +5,7 @@
 // run time rather than with target_clones: an ifunc resolver runs during dynamic relocation,
 // before a sanitizer runtime is up, and crashed the TSan build.
 
-namespace tpdiff::core {
+namespace tpdiff::model {
 
 inline bool CpuHasAvx2Fma() {
 #if defined(__GNUC__) && defined(__x86_64__)
@@ -16,6 +16,6 @@ inline bool CpuHasAvx2Fma() {
 #endif
 }
 
-}  // namespace tpdiff::core
+}  // namespace tpdiff::model
 
 #endif  // TPDIFF_CORE_SRC_CPU_FEATURES_H_

@@ -1,10 +1,10 @@
-#ifndef TPDIFF_CORE_EVAL_DETECTOR_H_
-#define TPDIFF_CORE_EVAL_DETECTOR_H_
+#ifndef TPDIFF_TRAIN_EVAL_DETECTOR_H_
+#define TPDIFF_TRAIN_EVAL_DETECTOR_H_
 
 // Scores how well a video follows a synthetic-data caption (synthetic_data.h): background,
 // object count, colour, shape, direction and speed of every object, plus smoothness figures.
 //
-// How it decides (thresholds measured on rendered clips, see tests/unit/data):
+// How it decides (thresholds measured on rendered clips, see tests/unit/train):
 //  - Background: the per-channel median of the whole video, nearest of black / gray.
 //  - Segmentation: each pixel is explained as background + alpha (palette colour -
 //    background) for the palette colour with the smallest residual (robust to anti-aliased
@@ -33,9 +33,9 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "tpdiff/core/synthetic_data.h"
+#include "tpdiff/train/synthetic_data.h"
 
-namespace tpdiff::core {
+namespace tpdiff::train {
 
 struct DetectorThresholds {
   double max_residual = 70;           // RGB distance of a pixel off the background-colour line
@@ -86,6 +86,6 @@ absl::StatusOr<VideoScore> ScoreVideo(const torch::Tensor& video, const SceneDes
 absl::StatusOr<VideoScore> ScoreVideo(const torch::Tensor& video, absl::string_view caption,
                                       const DetectorThresholds& thresholds = {});
 
-}  // namespace tpdiff::core
+}  // namespace tpdiff::train
 
-#endif  // TPDIFF_CORE_EVAL_DETECTOR_H_
+#endif  // TPDIFF_TRAIN_EVAL_DETECTOR_H_

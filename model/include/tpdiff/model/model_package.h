@@ -1,5 +1,5 @@
-#ifndef TPDIFF_CORE_MODEL_PACKAGE_H_
-#define TPDIFF_CORE_MODEL_PACKAGE_H_
+#ifndef TPDIFF_MODEL_MODEL_PACKAGE_H_
+#define TPDIFF_MODEL_MODEL_PACKAGE_H_
 
 // Model packages: a folder models/<name>/ with model.json (the manifest), a weights file and
 // a vocabulary file. Kind "builtin" is this project's network (network.h) with safetensors
@@ -19,12 +19,12 @@
 #include "tpdiff/core/schedule.h"
 #include "tpdiff/core/tokenizer.h"
 
-namespace tpdiff::core {
+namespace tpdiff::model {
 
 struct ModelManifest {
   std::string name;
   std::string kind;  // "builtin" | "torchscript"
-  Parameterization parameterization = Parameterization::kFlowMatching;
+  core::Parameterization parameterization = core::Parameterization::kFlowMatching;
   int frames = 16;  // default and maximum number of frames
   int height = 32;
   int width = 32;
@@ -52,8 +52,8 @@ class LoadedModel {
  public:
   virtual ~LoadedModel() = default;
   virtual const ModelManifest& manifest() const = 0;
-  virtual const Tokenizer& tokenizer() const = 0;
-  virtual Denoiser& denoiser() = 0;
+  virtual const core::Tokenizer& tokenizer() const = 0;
+  virtual core::Denoiser& denoiser() = 0;
   virtual torch::Device device() const = 0;
 };
 
@@ -73,7 +73,7 @@ struct NetworkConfig;
 // network_config_json are taken from `network`; empty file names default to
 // "weights.safetensors" and "vocab.txt". Files are replaced atomically one by one.
 absl::Status WriteModelPackage(const std::string& dir, const ModelManifest& manifest,
-                               const Tokenizer& tokenizer, const TpdiffNetImpl& network);
+                               const core::Tokenizer& tokenizer, const TpdiffNetImpl& network);
 
 // A builtin manifest for the procedural shapes data: 16 frames of 32x32 at 8 fps, 3 stages of
 // 10 steps, flow matching, guidance 3.
@@ -86,6 +86,6 @@ ModelManifest DefaultBuiltinManifest(const std::string& name);
 absl::Status CreateRandomBuiltinPackage(const std::string& dir, const std::string& name,
                                         NetworkConfig config, uint64_t seed);
 
-}  // namespace tpdiff::core
+}  // namespace tpdiff::model
 
-#endif  // TPDIFF_CORE_MODEL_PACKAGE_H_
+#endif  // TPDIFF_MODEL_MODEL_PACKAGE_H_

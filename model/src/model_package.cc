@@ -1,4 +1,4 @@
-#include "tpdiff/core/model_package.h"
+#include "tpdiff/model/model_package.h"
 
 #include <torch/script.h>
 
@@ -9,12 +9,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "tpdiff/core/network.h"
-#include "tpdiff/core/safetensors.h"
+#include "tpdiff/model/network.h"
+#include "tpdiff/model/safetensors.h"
 #include "tpdiff/core/stage_plan.h"
 #include "tpdiff/core/torch_status.h"
 
-namespace tpdiff::core {
+namespace tpdiff::model {
 namespace {
 
 namespace fs = std::filesystem;
@@ -83,30 +83,30 @@ absl::StatusOr<std::string> ReadPackageFile(const std::string& dir, const std::s
 // Both package kinds: the manifest, the tokenizer and the kind's Denoiser.
 class PackagedModel : public LoadedModel {
  public:
-  PackagedModel(ModelManifest manifest, Tokenizer tokenizer, std::unique_ptr<Denoiser> denoiser,
+  PackagedModel(ModelManifest manifest, core::Tokenizer tokenizer, std::unique_ptr<core::Denoiser> denoiser,
                 torch::Device device)
       : manifest_(std::move(manifest)),
         tokenizer_(std::move(tokenizer)),
         denoiser_(std::move(denoiser)),
         device_(device) {}
   const ModelManifest& manifest() const override { return manifest_; }
-  const Tokenizer& tokenizer() const override { return tokenizer_; }
-  Denoiser& denoiser() override { return *denoiser_; }
+  const core::Tokenizer& tokenizer() const override { return tokenizer_; }
+  core::Denoiser& denoiser() override { return *denoiser_; }
   torch::Device device() const override { return device_; }
 
  private:
   ModelManifest manifest_;
-  Tokenizer tokenizer_;
-  std::unique_ptr<Denoiser> denoiser_;
+  core::Tokenizer tokenizer_;
+  std::unique_ptr<core::Denoiser> denoiser_;
   torch::Device device_;
 };
 
-class TorchScriptDenoiser : public Denoiser {
+class TorchScriptDenoiser : public core::Denoiser {
  public:
   explicit TorchScriptDenoiser(torch::jit::Module module) : module_(std::move(module)) {}
 
-  absl::StatusOr<torch::Tensor> Predict(const DenoiserInput& in) override {
-    auto out = TorchCall("torchscript forward", [&] {
+  absl::StatusOr<torch::Tensor> Predict(const core::DenoiserInput& in) override {
+    auto out = core::TorchCall("torchscript forward", [&] {
       torch::NoGradGuard no_grad;
       return module_.forward({in.x, in.t, in.stage, in.tokens});
     });
@@ -131,7 +131,7 @@ class TorchScriptDenoiser : public Denoiser {
 
 absl::StatusOr<std::unique_ptr<LoadedModel>> LoadBuiltin(const std::string& dir,
                                                          ModelManifest manifest,
-                                                         Tokenizer tokenizer,
+                                                         core::Tokenizer tokenizer,
                                                          torch::Device device) {
   auto config = NetworkConfig::FromJson(manifest.network_config_json);
   if (!config.ok()) return config.status();
@@ -159,10 +159,10 @@ absl::StatusOr<std::unique_ptr<LoadedModel>> LoadBuiltin(const std::string& dir,
         absl::StrCat(tokenizer.words().size(), " words need vocab_size ", tokenizer.vocab_size(),
                      " but network.vocab_size is ", config->vocab_size));
   }
-  if (Tokenizer::kMaxTokens > config->max_tokens) {
+  if (core::Tokenizer::kMaxTokens > config->max_tokens) {
     return Field(
         "network.max_tokens",
-        absl::StrCat(config->max_tokens, " is below the tokenizer's ", Tokenizer::kMaxTokens));
+        absl::StrCat(config->max_tokens, " is below the tokenizer's ", core::Tokenizer::kMaxTokens));
   }
   const std::string weights_path = (fs::path(dir) / manifest.weights_file).string();
   auto weights = ReadSafetensors(weights_path);
@@ -170,10 +170,10 @@ absl::StatusOr<std::unique_ptr<LoadedModel>> LoadBuiltin(const std::string& dir,
     return absl::NotFoundError(absl::StrCat("weights_file: ", weights.status().message()));
   }
   if (!weights.ok()) return weights.status();
-  auto net = TorchCall("build network", [&] { return TpdiffNet(*config); });
+  auto net = core::TorchCall("build network", [&] { return TpdiffNet(*config); });
   if (!net.ok()) return net.status();
   TPDIFF_RETURN_IF_ERROR(LoadNetworkState(**net, weights->tensors));
-  auto moved = TorchCall("move network to device", [&] {
+  auto moved = core::TorchCall("move network to device", [&] {
     (*net)->to(device);
     (*net)->eval();
     return 0;
@@ -186,13 +186,13 @@ absl::StatusOr<std::unique_ptr<LoadedModel>> LoadBuiltin(const std::string& dir,
 
 absl::StatusOr<std::unique_ptr<LoadedModel>> LoadTorchScript(const std::string& dir,
                                                              ModelManifest manifest,
-                                                             Tokenizer tokenizer,
+                                                             core::Tokenizer tokenizer,
                                                              torch::Device device) {
   const std::string path = (fs::path(dir) / manifest.weights_file).string();
   if (!fs::exists(path)) {
     return absl::NotFoundError(absl::StrCat("weights_file: ", path, ": no such file"));
   }
-  auto module = TorchCall("torchscript load", [&] { return torch::jit::load(path, device); });
+  auto module = core::TorchCall("torchscript load", [&] { return torch::jit::load(path, device); });
   if (!module.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "weights_file: ", path, " is not a TorchScript module: ", module.status().message()));
@@ -227,13 +227,13 @@ absl::StatusOr<std::unique_ptr<LoadedModel>> LoadTorchScript(const std::string& 
   TorchScriptDenoiser probe(*module);
   const int k = manifest.stages;
   const auto long_opts = torch::TensorOptions(device).dtype(torch::kLong);
-  DenoiserInput in;
+  core::DenoiserInput in;
   in.x = torch::zeros(
       {1, manifest.channels, manifest.frames >> (k - 1), manifest.height, manifest.width},
       torch::TensorOptions(device).dtype(torch::kFloat));
   in.t = torch::ones({1}, torch::TensorOptions(device).dtype(torch::kFloat));
   in.stage = torch::full({1}, static_cast<int64_t>(k), long_opts);
-  in.tokens = torch::zeros({1, Tokenizer::kMaxTokens}, long_opts);
+  in.tokens = torch::zeros({1, core::Tokenizer::kMaxTokens}, long_opts);
   auto y = probe.Predict(in);
   if (!y.ok()) {
     return Field("weights_file", absl::StrCat("TorchScript module failed the probe forward: ",
@@ -289,7 +289,7 @@ absl::StatusOr<ModelManifest> ParseManifest(absl::string_view json_text) {
   }
   std::string param = "flow_matching";
   TPDIFF_RETURN_IF_ERROR(GetString(j, "parameterization", true, &param));
-  auto p = ParseParameterization(param);
+  auto p = core::ParseParameterization(param);
   if (!p.ok())
     return Field("parameterization",
                  absl::StrCat("\"", param, "\" is not flow_matching or vp_eps"));
@@ -299,7 +299,7 @@ absl::StatusOr<ModelManifest> ParseManifest(absl::string_view json_text) {
   TPDIFF_RETURN_IF_ERROR(GetInt(j, "width", true, 1, 4096, &m.width));
   TPDIFF_RETURN_IF_ERROR(GetInt(j, "channels", false, 1, 16, &m.channels));
   TPDIFF_RETURN_IF_ERROR(GetInt(j, "fps", false, 1, 240, &m.fps));
-  TPDIFF_RETURN_IF_ERROR(GetInt(j, "stages", true, 1, StagePlan::kMaxStages, &m.stages));
+  TPDIFF_RETURN_IF_ERROR(GetInt(j, "stages", true, 1, core::StagePlan::kMaxStages, &m.stages));
   const int stride = 1 << (m.stages - 1);
   if (m.frames % stride != 0) {
     return Field("frames", absl::StrCat(m.frames, " is not divisible by 2^(stages-1) = ", stride));
@@ -321,9 +321,9 @@ absl::StatusOr<ModelManifest> ParseManifest(absl::string_view json_text) {
   for (const auto& s : j["default_stage_steps"]) {
     if (!s.is_number_integer()) return Field("default_stage_steps", "must be an array of integers");
     const int64_t v = s.get<int64_t>();
-    if (v < 1 || v > StagePlan::kMaxStepsPerStage) {
+    if (v < 1 || v > core::StagePlan::kMaxStepsPerStage) {
       return Field("default_stage_steps",
-                   absl::StrCat(v, " outside [1, ", StagePlan::kMaxStepsPerStage, "]"));
+                   absl::StrCat(v, " outside [1, ", core::StagePlan::kMaxStepsPerStage, "]"));
     }
     m.default_stage_steps.push_back(static_cast<int>(v));
   }
@@ -352,12 +352,12 @@ absl::StatusOr<ModelManifest> ParseManifest(absl::string_view json_text) {
   }
   // The remaining cross-field rules (boundary order, windows the jump would empty) are the
   // stage plan's; run them now so a bad package fails at load, not at the first request.
-  StagePlanOptions opts;
+  core::StagePlanOptions opts;
   opts.num_frames = m.frames;
   opts.num_stages = m.stages;
   opts.steps_per_stage = m.default_stage_steps;
   opts.boundaries = m.boundaries;
-  auto plan = StagePlan::Create(NoiseSchedule(m.parameterization), opts);
+  auto plan = core::StagePlan::Create(core::NoiseSchedule(m.parameterization), opts);
   if (!plan.ok()) return Field("boundaries", plan.status().message());
   return m;
 }
@@ -366,7 +366,7 @@ std::string ManifestToJson(const ModelManifest& m) {
   json j = json::object();
   j["name"] = m.name;
   j["kind"] = m.kind;
-  j["parameterization"] = std::string(ParameterizationName(m.parameterization));
+  j["parameterization"] = std::string(core::ParameterizationName(m.parameterization));
   j["frames"] = m.frames;
   j["height"] = m.height;
   j["width"] = m.width;
@@ -403,7 +403,7 @@ absl::StatusOr<std::unique_ptr<LoadedModel>> LoadModelPackage(const std::string&
   if (!manifest.ok()) return manifest.status();
   auto vocab = ReadPackageFile(dir, manifest->vocabulary_file, "vocabulary_file");
   if (!vocab.ok()) return vocab.status();
-  auto tokenizer = Tokenizer::FromVocabularyText(*vocab);
+  auto tokenizer = core::Tokenizer::FromVocabularyText(*vocab);
   if (!tokenizer.ok()) {
     return Field("vocabulary_file", tokenizer.status().message());
   }
@@ -421,7 +421,7 @@ absl::StatusOr<std::unique_ptr<LoadedModel>> LoadModelPackage(const std::string&
 // Writing packages
 
 absl::Status WriteModelPackage(const std::string& dir, const ModelManifest& manifest_in,
-                               const Tokenizer& tokenizer, const TpdiffNetImpl& network) {
+                               const core::Tokenizer& tokenizer, const TpdiffNetImpl& network) {
   ModelManifest m = manifest_in;
   m.kind = "builtin";
   m.network_config_json = network.config().ToJson();
@@ -446,7 +446,7 @@ ModelManifest DefaultBuiltinManifest(const std::string& name) {
   ModelManifest m;
   m.name = name;
   m.kind = "builtin";
-  m.parameterization = Parameterization::kFlowMatching;
+  m.parameterization = core::Parameterization::kFlowMatching;
   m.frames = 16;
   m.height = 32;
   m.width = 32;
@@ -462,11 +462,11 @@ ModelManifest DefaultBuiltinManifest(const std::string& name) {
 
 absl::Status CreateRandomBuiltinPackage(const std::string& dir, const std::string& name,
                                         NetworkConfig config, uint64_t seed) {
-  auto tokenizer = Tokenizer::FromWords(ShapesVocabulary());
+  auto tokenizer = core::Tokenizer::FromWords(core::ShapesVocabulary());
   if (!tokenizer.ok()) return tokenizer.status();
   config.vocab_size = tokenizer->vocab_size();
   TPDIFF_RETURN_IF_ERROR(config.Validate());
-  auto net = TorchCall("build random network", [&] {
+  auto net = core::TorchCall("build random network", [&] {
     TpdiffNet net(config);
     torch::NoGradGuard no_grad;
     auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
@@ -486,4 +486,4 @@ absl::Status CreateRandomBuiltinPackage(const std::string& dir, const std::strin
   return WriteModelPackage(dir, m, *tokenizer, **net);
 }
 
-}  // namespace tpdiff::core
+}  // namespace tpdiff::model

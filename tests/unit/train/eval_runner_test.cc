@@ -13,9 +13,9 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_format.h"
-#include "tpdiff/core/model_package.h"
-#include "tpdiff/core/network.h"
-#include "tpdiff/core/synthetic_data.h"
+#include "tpdiff/model/model_package.h"
+#include "tpdiff/model/network.h"
+#include "tpdiff/train/synthetic_data.h"
 #include "tpdiff/train/trainer.h"
 
 namespace tpdiff::train {
@@ -52,13 +52,13 @@ class EvalTest : public ::testing::Test {
   void TearDown() override { fs::remove_all(dir_); }
 
   // A package written by the model developer's random-init helper, loaded on the CPU.
-  absl::StatusOr<std::unique_ptr<core::LoadedModel>> LoadRandomPackage() {
+  absl::StatusOr<std::unique_ptr<model::LoadedModel>> LoadRandomPackage() {
     const fs::path package = dir_ / "package";
-    absl::StatusOr<core::NetworkConfig> config = core::NetworkPreset("tiny");
+    absl::StatusOr<model::NetworkConfig> config = model::NetworkPreset("tiny");
     if (!config.ok()) return config.status();
-    absl::Status s = core::CreateRandomBuiltinPackage(package.string(), "random", *config, 3);
+    absl::Status s = model::CreateRandomBuiltinPackage(package.string(), "random", *config, 3);
     if (!s.ok()) return s;
-    return core::LoadModelPackage(package.string(), torch::kCPU);
+    return model::LoadModelPackage(package.string(), torch::kCPU);
   }
 
   fs::path dir_;
@@ -107,7 +107,7 @@ TEST(EvalPromptsTest, BundledPromptListsAreValid) {
       EXPECT_EQ(p.scene.objects.size(), objects) << p.prompt;
       EXPECT_GE(p.seed, 1000000000u) << p.prompt;
       seeds.insert(p.seed);
-      EXPECT_TRUE(core::RenderScene(p.scene, core::ClipSpec{}, p.seed).ok()) << p.prompt;
+      EXPECT_TRUE(train::RenderScene(p.scene, train::ClipSpec{}, p.seed).ok()) << p.prompt;
     }
     EXPECT_EQ(seeds.size(), prompts->size()) << path << ": repeated seeds";
   }
@@ -145,7 +145,7 @@ TEST_F(EvalTest, GroundTruthClipsScorePerfectlyAndAreWritten) {
   std::vector<EvalVideoResult> results;
   std::vector<torch::Tensor> videos;
   for (size_t i = 0; i < prompts->size(); ++i) {
-    auto video = core::RenderScene((*prompts)[i].scene, core::ClipSpec{}, (*prompts)[i].seed);
+    auto video = train::RenderScene((*prompts)[i].scene, train::ClipSpec{}, (*prompts)[i].seed);
     ASSERT_TRUE(video.ok());
     auto r = ScoreAndWriteVideo(*video, (*prompts)[i], static_cast<int>(i), 0.5, dir_.string());
     ASSERT_TRUE(r.ok()) << r.status();

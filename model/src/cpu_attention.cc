@@ -1,4 +1,4 @@
-#include "tpdiff/core/cpu_attention.h"
+#include "tpdiff/model/cpu_attention.h"
 
 #include <ATen/Parallel.h>
 #include <c10/core/GradMode.h>
@@ -11,7 +11,7 @@
 
 #include "cpu_features.h"
 
-namespace tpdiff::core {
+namespace tpdiff::model {
 namespace {
 
 // Raw views of one attention call: row r of clip b of q starts at q + b * q_batch + r * q_row.
@@ -215,4 +215,4 @@ torch::Tensor CpuSelfAttention(const torch::Tensor& qkv, int heads) {
   return Attend(a, qkv.size(0), qkv.size(1), qkv.size(1), d, heads, qkv.options());
 }
 
-}  // namespace tpdiff::core
+}  // namespace tpdiff::model

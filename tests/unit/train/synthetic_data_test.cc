@@ -1,4 +1,4 @@
-#include "tpdiff/core/synthetic_data.h"
+#include "tpdiff/train/synthetic_data.h"
 
 #include <cmath>
 #include <set>
@@ -7,7 +7,7 @@
 
 #include "absl/strings/match.h"
 
-namespace tpdiff::core {
+namespace tpdiff::train {
 namespace {
 
 constexpr double kPi = 3.14159265358979323846;
@@ -301,4 +301,4 @@ TEST(SyntheticDataTest, EveryDirectionColourAndShapeIsDrawn) {
 }
 
 }  // namespace
-}  // namespace tpdiff::core
+}  // namespace tpdiff::train

@@ -1,4 +1,4 @@
-#include "tpdiff/core/cpu_modulation.h"
+#include "tpdiff/model/cpu_modulation.h"
 
 #include <ATen/Parallel.h>
 #include <c10/core/GradMode.h>
@@ -9,7 +9,7 @@
 
 #include "cpu_features.h"
 
-namespace tpdiff::core {
+namespace tpdiff::model {
 namespace {
 
 struct NormModulateArgs {
@@ -194,4 +194,4 @@ torch::Tensor CpuGatedResidual(const torch::Tensor& h, const torch::Tensor& mod,
   return out;
 }
 
-}  // namespace tpdiff::core
+}  // namespace tpdiff::model

@@ -1,4 +1,4 @@
-#include "tpdiff/core/cpu_runtime.h"
+#include "tpdiff/model/cpu_runtime.h"
 
 #include <ATen/Parallel.h>
 #include <unistd.h>
@@ -7,7 +7,7 @@
 #include <cstdlib>
 #include <thread>
 
-namespace tpdiff::core {
+namespace tpdiff::model {
 
 void ReexecWithPassiveOpenMpWait(char** argv) {
   if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
@@ -22,4 +22,4 @@ int ConfigureCpuThreads(int requested) {
   return std::max(1, n);
 }
 
-}  // namespace tpdiff::core
+}  // namespace tpdiff::model

@@ -1,4 +1,4 @@
-#include "tpdiff/core/eval_detector.h"
+#include "tpdiff/train/eval_detector.h"
 
 #include <algorithm>
 #include <array>
@@ -7,7 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 
-namespace tpdiff::core {
+namespace tpdiff::train {
 namespace {
 
 constexpr double kPi = 3.14159265358979323846;
@@ -390,4 +390,4 @@ absl::StatusOr<VideoScore> ScoreVideo(const torch::Tensor& video, absl::string_v
   return ScoreVideo(video, *scene, thresholds);
 }
 
-}  // namespace tpdiff::core
+}  // namespace tpdiff::train

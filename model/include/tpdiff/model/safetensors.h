@@ -1,5 +1,5 @@
-#ifndef TPDIFF_CORE_SAFETENSORS_H_
-#define TPDIFF_CORE_SAFETENSORS_H_
+#ifndef TPDIFF_MODEL_SAFETENSORS_H_
+#define TPDIFF_MODEL_SAFETENSORS_H_
 
 // A reader/writer of the safetensors format, independent of LibTorch's own serialisation so
 // weights written by any LibTorch/PyTorch version (or by Python's safetensors) load in any
@@ -19,7 +19,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
-namespace tpdiff::core {
+namespace tpdiff::model {
 
 struct SafetensorsContents {
   std::map<std::string, torch::Tensor> tensors;  // CPU, contiguous
@@ -47,6 +47,6 @@ absl::StatusOr<SafetensorsContents> ReadSafetensors(const std::string& path);
 absl::StatusOr<std::string> ReadFileToString(const std::string& path);  // NOT_FOUND / INTERNAL
 absl::Status WriteStringToFileAtomic(const std::string& path, const std::string& data);
 
-}  // namespace tpdiff::core
+}  // namespace tpdiff::model
 
-#endif  // TPDIFF_CORE_SAFETENSORS_H_
+#endif  // TPDIFF_MODEL_SAFETENSORS_H_

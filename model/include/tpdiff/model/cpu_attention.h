@@ -1,5 +1,5 @@
-#ifndef TPDIFF_CORE_CPU_ATTENTION_H_
-#define TPDIFF_CORE_CPU_ATTENTION_H_
+#ifndef TPDIFF_MODEL_CPU_ATTENTION_H_
+#define TPDIFF_MODEL_CPU_ATTENTION_H_
 // Multi-head attention for inference on the CPU, for the short sequences of the built-in
 // network (4-256 queries, 4-256 keys, head width 32).
 //
@@ -10,7 +10,7 @@
 // softmax besides. This kernel does the whole attention in one pass per (clip, head).
 #include <torch/types.h>
 
-namespace tpdiff::core {
+namespace tpdiff::model {
 
 // softmax(q_h k_h^T / sqrt(dh) + key_bias) v_h per head h (dh = D / heads), heads
 // concatenated: the same value as the reference tensor-op attention to float rounding.
@@ -36,6 +36,6 @@ bool CanUseCpuSelfAttention(const torch::Tensor& qkv);
 bool CanUseCpuAttention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                         const torch::Tensor& key_bias);
 
-}  // namespace tpdiff::core
+}  // namespace tpdiff::model
 
-#endif  // TPDIFF_CORE_CPU_ATTENTION_H_
+#endif  // TPDIFF_MODEL_CPU_ATTENTION_H_

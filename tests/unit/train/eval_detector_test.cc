@@ -1,4 +1,4 @@
-#include "tpdiff/core/eval_detector.h"
+#include "tpdiff/train/eval_detector.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -6,9 +6,9 @@
 
 #include <gtest/gtest.h>
 
-#include "tpdiff/core/synthetic_data.h"
+#include "tpdiff/train/synthetic_data.h"
 
-namespace tpdiff::core {
+namespace tpdiff::train {
 namespace {
 
 constexpr int kClips = 500;
@@ -214,4 +214,4 @@ TEST(EvalDetectorTest, RejectsBadInput) {
 }
 
 }  // namespace
-}  // namespace tpdiff::core
+}  // namespace tpdiff::train

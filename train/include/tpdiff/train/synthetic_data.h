@@ -1,5 +1,5 @@
-#ifndef TPDIFF_CORE_SYNTHETIC_DATA_H_
-#define TPDIFF_CORE_SYNTHETIC_DATA_H_
+#ifndef TPDIFF_TRAIN_SYNTHETIC_DATA_H_
+#define TPDIFF_TRAIN_SYNTHETIC_DATA_H_
 
 // Procedural captioned clips: the training and evaluation data of the bundled model.
 //
@@ -35,7 +35,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
-namespace tpdiff::core {
+namespace tpdiff::train {
 
 enum class Shape { kCircle, kSquare, kTriangle };
 enum class Color { kRed, kGreen, kBlue, kYellow, kWhite, kMagenta };
@@ -145,6 +145,6 @@ absl::StatusOr<torch::Tensor> RenderScene(const SceneDescription& scene, const C
 torch::Tensor RenderLayout(const SceneDescription& scene, const SceneLayout& layout,
                            const ClipSpec& spec);
 
-}  // namespace tpdiff::core
+}  // namespace tpdiff::train
 
-#endif  // TPDIFF_CORE_SYNTHETIC_DATA_H_
+#endif  // TPDIFF_TRAIN_SYNTHETIC_DATA_H_

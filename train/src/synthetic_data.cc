@@ -1,4 +1,4 @@
-#include "tpdiff/core/synthetic_data.h"
+#include "tpdiff/train/synthetic_data.h"
 
 #include <algorithm>
 #include <cmath>
@@ -13,7 +13,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 
-namespace tpdiff::core {
+namespace tpdiff::train {
 namespace {
 
 constexpr absl::string_view kShapeNames[] = {"circle", "square", "triangle"};
@@ -536,4 +536,4 @@ ClipBatch RenderClipBatch(const ClipSpec& spec, int batch, uint64_t seed) {
   return out;
 }
 
-}  // namespace tpdiff::core
+}  // namespace tpdiff::train
