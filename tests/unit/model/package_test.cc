@@ -189,7 +189,7 @@ def forward(self, x, t, stage, tokens):
   int calls = 0;
   struct Counter : core::SamplerObserver {
     int* calls;
-    void OnStep(const StepEvent&) override { ++*calls; }
+    void OnStep(const core::StepEvent&) override { ++*calls; }
   } observer;
   observer.calls = &calls;
   auto video = core::PyramidSampler::Sample((*model)->denoiser(), *plan, req, &observer);
