@@ -146,10 +146,9 @@ int main(int raw_argc, char** raw_argv) {
     return 2;
   }
   if (local_workers > 0 && options.worker_auth.secret.empty()) {
-    // Local workers get a fresh secret through their environment (readable only by this
-    // user), so no other local process can register as a worker.
+    // Without --worker-secret-file, a fresh secret, so no other local process can register
+    // as a worker.
     options.worker_auth.secret = tpdiff::server::RandomSecret();
-    setenv(tpdiff::server::kWorkerSecretEnv, options.worker_auth.secret.c_str(), 1);
   }
 
   tpdiff::server::RealClock clock;
@@ -172,7 +171,8 @@ int main(int raw_argc, char** raw_argv) {
     worker_options.count = local_workers;
     // tpdiff-worker's flag names (absl, underscores). With TLS the local workers trust the
     // server's own certificate (self-signed, or a chain ending at its CA) and check its name
-    // "localhost"; the secret comes from the environment or the same file.
+    // "localhost"; the secret reaches them through their environment.
+    worker_options.secret = options.worker_auth.secret;
     const bool insecure = absl::GetFlag(FLAGS_insecure);
     worker_options.args = {
         absl::StrCat("--server=", insecure ? "127.0.0.1:" : "localhost:", server.port()),

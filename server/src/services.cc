@@ -3,6 +3,7 @@
 #include <chrono>
 #include <deque>
 #include <functional>
+#include <iostream>
 #include <memory>
 #include <string>
 
@@ -432,6 +433,10 @@ grpc::ServerBidiReactor<WorkerMessage, DispatchMessage>* WorkerGatewayService::C
     grpc::CallbackServerContext* context) {
   if (auth_ != nullptr) {
     if (absl::Status allowed = auth_->Check(*context); !allowed.ok()) {
+      // Said here too: a worker rejected for a wrong secret or certificate retries for ever,
+      // and the jobs it would run wait in the queue without another sign.
+      std::cerr << "tpdiff-server: rejected a worker from " << context->peer() << ": " << allowed
+                << "\n";
       return new RejectedWorkerStream(allowed);
     }
   }
