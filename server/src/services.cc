@@ -264,8 +264,13 @@ class WorkerStream final
   void OnDone() override {
     // Re-queues the worker's jobs; after this the Dispatcher never touches `this`.
     if (connection_ != 0) {
+      std::string reason;
+      {
+        absl::MutexLock lock(&mu_);  // nothing else runs by now, but reason_ is mu_'s
+        reason = reason_;
+      }
       dispatcher_.DisconnectWorker(connection_,
-                                   absl::StrCat("worker ", worker_id_, " disconnected (", reason_, ")"));
+                                   absl::StrCat("worker ", worker_id_, " disconnected (", reason, ")"));
     }
     delete this;
   }

@@ -67,7 +67,10 @@ class FakeGateway final : public wv1::WorkerGateway::Service {
   template <typename Pred>
   bool WaitFor(Pred pred) {
     absl::MutexLock lock(&mu_);
-    auto cond = [&] { return pred(received_, hellos_, ended_); };
+    auto cond = [&] {
+      mu_.AssertHeld();  // Await calls it with mu_ held; the analysis cannot see that
+      return pred(received_, hellos_, ended_);
+    };
     return mu_.AwaitWithTimeout(absl::Condition(&cond), kWait);
   }
   std::vector<api::JobEvent> JobEvents(const std::string& job_id) {
@@ -281,7 +284,7 @@ class RejectingGateway final : public wv1::WorkerGateway::Service {
   bool WaitForConnects(int n) {
     absl::MutexLock lock(&mu_);
     auto enough = [&] {
-      mu_.AssertHeld();  // Await calls it with mu_ held; the analysis cannot see that
+      mu_.AssertHeld();  // as in FakeGateway::WaitFor
       return connects_ >= n;
     };
     return mu_.AwaitWithTimeout(absl::Condition(&enough), kWait);
