@@ -179,7 +179,8 @@ int main(int raw_argc, char** raw_argv) {
         absl::StrCat("--models_dir=", options.models_dir),
         insecure ? "--insecure" : absl::StrCat("--tls_ca=", absl::GetFlag(FLAGS_tls_cert))};
     if (options.tls.has_value()) {
-      absl::StatusOr<std::string> name = tpdiff::server::LocalServerName(options.tls->cert_chain_pem);
+      absl::StatusOr<std::string> name =
+          tpdiff::server::LocalServerName(options.tls->cert_chain_pem);
       if (!name.ok()) {
         std::cerr << "tpdiff-server: " << name.status() << "\n";
         server.Shutdown(absl::ZeroDuration());

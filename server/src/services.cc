@@ -269,8 +269,8 @@ class WorkerStream final
         absl::MutexLock lock(&mu_);  // nothing else runs by now, but reason_ is mu_'s
         reason = reason_;
       }
-      dispatcher_.DisconnectWorker(connection_,
-                                   absl::StrCat("worker ", worker_id_, " disconnected (", reason, ")"));
+      dispatcher_.DisconnectWorker(
+          connection_, absl::StrCat("worker ", worker_id_, " disconnected (", reason, ")"));
     }
     delete this;
   }

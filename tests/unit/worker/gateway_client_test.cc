@@ -275,8 +275,9 @@ TEST_F(GatewayClientTest, ShutdownEndsRun) {
 // A front that refuses every worker, as one with another worker secret does.
 class RejectingGateway final : public wv1::WorkerGateway::Service {
  public:
-  grpc::Status Connect(grpc::ServerContext*,
-                       grpc::ServerReaderWriter<wv1::DispatchMessage, wv1::WorkerMessage>*) override {
+  grpc::Status Connect(
+      grpc::ServerContext*,
+      grpc::ServerReaderWriter<wv1::DispatchMessage, wv1::WorkerMessage>*) override {
     absl::MutexLock lock(&mu_);
     ++connects_;
     return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "wrong worker secret");
