@@ -146,10 +146,9 @@ int main(int raw_argc, char** raw_argv) {
     return 2;
   }
   if (local_workers > 0 && options.worker_auth.secret.empty()) {
-    // Local workers get a fresh secret through their environment (readable only by this
-    // user), so no other local process can register as a worker.
+    // Without --worker-secret-file, a fresh secret, so no other local process can register
+    // as a worker.
     options.worker_auth.secret = tpdiff::server::RandomSecret();
-    setenv(tpdiff::server::kWorkerSecretEnv, options.worker_auth.secret.c_str(), 1);
   }
 
   tpdiff::server::RealClock clock;
@@ -171,13 +170,24 @@ int main(int raw_argc, char** raw_argv) {
                                 : absl::GetFlag(FLAGS_worker_binary);
     worker_options.count = local_workers;
     // tpdiff-worker's flag names (absl, underscores). With TLS the local workers trust the
-    // server's own certificate (self-signed, or a chain ending at its CA) and check its name
-    // "localhost"; the secret comes from the environment or the same file.
+    // server's own certificate (self-signed, or a chain ending at its CA) and check a name it
+    // holds (LocalServerName); the secret reaches them through their environment.
+    worker_options.secret = options.worker_auth.secret;
     const bool insecure = absl::GetFlag(FLAGS_insecure);
     worker_options.args = {
         absl::StrCat("--server=", insecure ? "127.0.0.1:" : "localhost:", server.port()),
         absl::StrCat("--models_dir=", options.models_dir),
         insecure ? "--insecure" : absl::StrCat("--tls_ca=", absl::GetFlag(FLAGS_tls_cert))};
+    if (options.tls.has_value()) {
+      absl::StatusOr<std::string> name =
+          tpdiff::server::LocalServerName(options.tls->cert_chain_pem);
+      if (!name.ok()) {
+        std::cerr << "tpdiff-server: " << name.status() << "\n";
+        server.Shutdown(absl::ZeroDuration());
+        return 1;
+      }
+      worker_options.args.push_back(absl::StrCat("--tls_server_name=", *name));
+    }
     if (absl::GetFlag(FLAGS_worker_threads) > 0) {
       worker_options.args.push_back(absl::StrCat("--threads=", absl::GetFlag(FLAGS_worker_threads)));
     }

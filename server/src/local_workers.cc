@@ -10,8 +10,12 @@
 #include <filesystem>
 #include <iostream>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "tpdiff/server/security.h"
+
+extern char** environ;
 
 namespace tpdiff::server {
 
@@ -27,13 +31,22 @@ std::string DefaultWorkerBinary() {
 }
 
 pid_t LocalWorkers::Spawn() const {
-  // Build argv before fork: only async-signal-safe calls are allowed in the child.
+  // Build argv and the environment before fork: only async-signal-safe calls are allowed in
+  // the child.
   std::vector<std::string> args;
   args.push_back(options_.binary);
   args.insert(args.end(), options_.args.begin(), options_.args.end());
   std::vector<char*> argv;
   for (std::string& arg : args) argv.push_back(arg.data());
   argv.push_back(nullptr);
+  const std::string secret_prefix = absl::StrCat(kWorkerSecretEnv, "=");
+  std::string secret_entry = absl::StrCat(secret_prefix, options_.secret);
+  std::vector<char*> envp;
+  for (char** entry = environ; *entry != nullptr; ++entry) {
+    if (options_.secret.empty() || !absl::StartsWith(*entry, secret_prefix)) envp.push_back(*entry);
+  }
+  if (!options_.secret.empty()) envp.push_back(secret_entry.data());
+  envp.push_back(nullptr);
   const pid_t parent = getpid();
   const pid_t pid = fork();
   if (pid != 0) return pid < 0 ? 0 : pid;
@@ -44,7 +57,7 @@ pid_t LocalWorkers::Spawn() const {
   pthread_sigmask(SIG_UNBLOCK, &all, nullptr);
   prctl(PR_SET_PDEATHSIG, SIGTERM);
   if (getppid() != parent) _exit(1);
-  execv(argv[0], argv.data());
+  execve(argv[0], argv.data(), envp.data());
   _exit(127);
 }
 

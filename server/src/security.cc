@@ -1,12 +1,18 @@
 #include "tpdiff/server/security.h"
 
+#include <openssl/bio.h>
+#include <openssl/pem.h>
 #include <openssl/rand.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
+#include <vector>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "tpdiff/server/tenants.h"
@@ -49,6 +55,37 @@ std::shared_ptr<grpc::ServerCredentials> MakeServerCredentials(const std::option
   options.pem_root_certs = tls->client_ca_pem;
   options.pem_key_cert_pairs.push_back({tls->private_key_pem, tls->cert_chain_pem});
   return grpc::SslServerCredentials(options);
+}
+
+absl::StatusOr<std::string> LocalServerName(absl::string_view cert_chain_pem) {
+  BIO* bio = BIO_new_mem_buf(cert_chain_pem.data(), static_cast<int>(cert_chain_pem.size()));
+  X509* cert = bio == nullptr ? nullptr : PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
+  BIO_free(bio);
+  if (cert == nullptr) return absl::InvalidArgumentError("--tls-cert: no PEM certificate");
+  std::vector<std::string> dns_names;
+  auto* names = static_cast<GENERAL_NAMES*>(
+      X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
+  for (int i = 0; names != nullptr && i < sk_GENERAL_NAME_num(names); ++i) {
+    const GENERAL_NAME* name = sk_GENERAL_NAME_value(names, i);
+    if (name->type != GEN_DNS) continue;
+    const ASN1_IA5STRING* dns = name->d.dNSName;
+    dns_names.emplace_back(reinterpret_cast<const char*>(ASN1_STRING_get0_data(dns)),
+                           static_cast<size_t>(ASN1_STRING_length(dns)));
+  }
+  GENERAL_NAMES_free(names);
+  char common_name[256] = {0};
+  const int cn_length = X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName,
+                                                  common_name, sizeof(common_name));
+  X509_free(cert);
+  for (const std::string& name : dns_names) {
+    if (name == "localhost") return name;
+  }
+  for (const std::string& name : dns_names) {
+    if (!absl::StrContains(name, '*')) return name;
+  }
+  if (cn_length > 0) return std::string(common_name, static_cast<size_t>(cn_length));
+  return absl::InvalidArgumentError(
+      "--tls-cert: the certificate names no host (no DNS subjectAltName, no common name)");
 }
 
 absl::StatusOr<std::string> ReadSecretFile(const std::string& path) {

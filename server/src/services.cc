@@ -3,6 +3,7 @@
 #include <chrono>
 #include <deque>
 #include <functional>
+#include <iostream>
 #include <memory>
 #include <string>
 
@@ -263,8 +264,13 @@ class WorkerStream final
   void OnDone() override {
     // Re-queues the worker's jobs; after this the Dispatcher never touches `this`.
     if (connection_ != 0) {
-      dispatcher_.DisconnectWorker(connection_,
-                                   absl::StrCat("worker ", worker_id_, " disconnected (", reason_, ")"));
+      std::string reason;
+      {
+        absl::MutexLock lock(&mu_);  // nothing else runs by now, but reason_ is mu_'s
+        reason = reason_;
+      }
+      dispatcher_.DisconnectWorker(
+          connection_, absl::StrCat("worker ", worker_id_, " disconnected (", reason, ")"));
     }
     delete this;
   }
@@ -432,6 +438,10 @@ grpc::ServerBidiReactor<WorkerMessage, DispatchMessage>* WorkerGatewayService::C
     grpc::CallbackServerContext* context) {
   if (auth_ != nullptr) {
     if (absl::Status allowed = auth_->Check(*context); !allowed.ok()) {
+      // Said here too: a worker rejected for a wrong secret or certificate retries for ever,
+      // and the jobs it would run wait in the queue without another sign.
+      std::cerr << "tpdiff-server: rejected a worker from " << context->peer() << ": " << allowed
+                << "\n";
       return new RejectedWorkerStream(allowed);
     }
   }

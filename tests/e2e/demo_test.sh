@@ -10,15 +10,7 @@ root=$1 build=$2 make_package=$3 probe=$4
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-if [[ -f $root/models/shapes-tpdiff/model.json ]]; then
-  models_dir=$root/models model=shapes-tpdiff
-else
-  models_dir=$tmp/models model=e2e-tiny
-  "$make_package" --out="$models_dir/$model" --network=tiny --stage_steps=2,2,2
-fi
-frames=$(sed -n 's/^ *"frames": *\([0-9]*\).*/\1/p' "$models_dir/$model/model.json")
-stages=$(sed -n 's/^ *"stages": *\([0-9]*\).*/\1/p' "$models_dir/$model/model.json")
-[[ -n $frames && -n $stages ]] || { echo "no frames/stages in $models_dir/$model/model.json" >&2; exit 1; }
+source "$(dirname "$0")/model.sh"
 
 # timeout signals demo.sh's whole process group: the server and, through it, its worker.
 out=$tmp/out

@@ -1,6 +1,7 @@
 #include "tpdiff/worker/gateway_client.h"
 
 #include <algorithm>
+#include <iostream>
 #include <thread>
 #include <utility>
 
@@ -18,6 +19,10 @@ constexpr absl::Duration kDefaultHeartbeat = absl::Seconds(5);
 constexpr absl::Duration kDrainPoll = absl::Milliseconds(20);
 // After half-closing a drained stream, how long to wait for the front to end it.
 constexpr absl::Duration kCloseGrace = absl::Seconds(5);
+
+absl::Status FromGrpc(const grpc::Status& status) {
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
+}
 
 absl::Duration FromProto(const google::protobuf::Duration& d) {
   return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
@@ -95,7 +100,8 @@ absl::Status GatewayClient::Run(JobRunner& runner) {
   Backoff backoff(options_.backoff);
   while (true) {
     const int welcomes_before = welcomes();
-    const End end = ServeConnection(runner);
+    absl::Status ended_with;
+    const End end = ServeConnection(runner, &ended_with);
     if (end == End::kDrained) return absl::OkStatus();
     if (end == End::kShutdown) return absl::CancelledError("worker shut down");
     {
@@ -104,14 +110,22 @@ absl::Status GatewayClient::Run(JobRunner& runner) {
       // The stream is gone and its jobs with it: nothing is left to finish.
       if (draining_) return absl::OkStatus();
     }
-    if (welcomes() > welcomes_before) backoff.Reset();
+    const bool welcomed = welcomes() > welcomes_before;
+    if (welcomed) backoff.Reset();
     const absl::Duration delay = backoff.Next();
+    // One line per attempt: a front that rejects this worker (UNAUTHENTICATED: a wrong secret;
+    // UNAVAILABLE with a handshake error: an untrusted certificate) would otherwise look like
+    // one that is merely down.
+    std::cerr << "tpdiff-worker: " << (welcomed ? "stream to " : "connecting to ")
+              << options_.server_address << " ended: " << ended_with << "; retry "
+              << backoff.attempt() << " in "
+              << absl::FormatDuration(absl::Trunc(delay, absl::Milliseconds(1))) << "\n";
     absl::MutexLock lock(&mu_);
     mu_.AwaitWithTimeout(absl::Condition(&shutdown_), delay);
   }
 }
 
-GatewayClient::End GatewayClient::ServeConnection(JobRunner& runner) {
+GatewayClient::End GatewayClient::ServeConnection(JobRunner& runner, absl::Status* ended_with) {
   grpc::ClientContext context;
   {
     absl::MutexLock lock(&mu_);
@@ -136,10 +150,12 @@ GatewayClient::End GatewayClient::ServeConnection(JobRunner& runner) {
     *hello->add_model_info() = info;
   }
   wv1::DispatchMessage first;
-  const bool welcomed = stream->Write(hello_msg) && stream->Read(&first) && first.has_welcome();
-  if (!welcomed) {
-    context.TryCancel();
-    stream->Finish();
+  const bool read = stream->Write(hello_msg) && stream->Read(&first);
+  if (!read || !first.has_welcome()) {
+    // A failed Read means the front ended the call: Finish has its status (a rejection's
+    // UNAUTHENTICATED), which cancelling first would replace with CANCELLED.
+    if (read) context.TryCancel();
+    *ended_with = FromGrpc(stream->Finish());
     absl::MutexLock lock(&mu_);
     context_ = nullptr;
     return shutdown_ ? End::kShutdown : End::kBroken;
@@ -182,7 +198,7 @@ GatewayClient::End GatewayClient::ServeConnection(JobRunner& runner) {
   if (!drained) runner.AbandonAll();
   context.TryCancel();  // unblocks a writer stuck in Write
   writer.join();
-  stream->Finish();
+  *ended_with = FromGrpc(stream->Finish());
   absl::MutexLock lock(&mu_);
   context_ = nullptr;
   outbox_.clear();

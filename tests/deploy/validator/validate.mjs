@@ -402,7 +402,7 @@ function promqlExpressions(docs) {
   return out;
 }
 
-// The metric names the service exports (docs: /work/shared/docs/architecture.md); a
+// The metric names the service exports (server/src/metrics.cc, worker/src/metrics.cc); a
 // dashboard or rule that names anything else is a typo.
 const KNOWN_METRICS = new Set([
   "tpdiff_requests_total", "tpdiff_jobs_total", "tpdiff_queue_depth", "tpdiff_queue_wait_seconds",

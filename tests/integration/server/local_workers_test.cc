@@ -19,8 +19,10 @@
 #include <gtest/gtest.h>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "tpdiff/server/security.h"
 
 namespace tpdiff::server {
 namespace {
@@ -138,6 +140,32 @@ TEST_F(LocalWorkersTest, StopTerminatesAndReapsEveryChild) {
   for (pid_t pid : pids) EXPECT_FALSE(Alive(pid)) << pid;
   EXPECT_THAT(workers.pids(), ::testing::Each(0));
   EXPECT_EQ(workers.restarts(), 0) << "stopped workers are not restarted";
+}
+
+// The worker secret reaches each child in its environment (only its user can read that),
+// never on its command line (anyone can, through ps), and replaces one this process has.
+TEST_F(LocalWorkersTest, TheSecretIsInTheChildsEnvironmentNotItsCommandLine) {
+  ASSERT_EQ(setenv(kWorkerSecretEnv, "stale-secret-of-the-parent", 1), 0);
+  LocalWorkers::Options o = Script("exec sleep 60");
+  o.secret = "secret-for-the-local-workers";
+  LocalWorkers workers(o);
+  ASSERT_TRUE(workers.Start().ok());
+  ASSERT_TRUE(WaitFor([&] { return Starts().size() == 1; }));
+  const pid_t pid = workers.pids()[0];
+  const auto proc_strings = [pid](const char* file) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/" + file, std::ios::binary);
+    std::vector<std::string> strings;
+    for (std::string s; std::getline(in, s, '\0');) strings.push_back(s);
+    return strings;
+  };
+  const std::vector<std::string> environment = proc_strings("environ");
+  const std::vector<std::string> command_line = proc_strings("cmdline");
+  workers.Stop();
+  unsetenv(kWorkerSecretEnv);
+  EXPECT_THAT(environment, ::testing::Contains(absl::StrCat(kWorkerSecretEnv, "=", o.secret)));
+  EXPECT_THAT(environment, ::testing::Not(::testing::Contains(::testing::HasSubstr("stale"))));
+  EXPECT_THAT(command_line, ::testing::Not(::testing::Contains(::testing::HasSubstr(o.secret))));
+  EXPECT_FALSE(command_line.empty());
 }
 
 TEST_F(LocalWorkersTest, StopKillsAChildThatIgnoresSigterm) {

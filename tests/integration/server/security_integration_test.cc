@@ -132,6 +132,18 @@ class SecurityIntegrationTest : public tpdiff::testing::CertsSuite {
   std::vector<std::unique_ptr<TestWorker>> workers_;
 };
 
+// Local workers dial localhost, so they check a name the certificate does hold.
+TEST_F(SecurityIntegrationTest, LocalServerNameIsOneTheCertificateHolds) {
+  absl::StatusOr<std::string> name = LocalServerName(ReadFile(certs_->server_cert));
+  ASSERT_TRUE(name.ok()) << name.status();
+  EXPECT_EQ(*name, "localhost");
+  name = LocalServerName(ReadFile(certs_->named_server_cert));  // SAN DNS:tpdiff-front.test
+  ASSERT_TRUE(name.ok()) << name.status();
+  EXPECT_EQ(*name, "tpdiff-front.test");
+  EXPECT_EQ(LocalServerName(ReadFile(certs_->server_key)).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST_F(SecurityIntegrationTest, ClientNeedsTheCaToTalkTls) {
   StartServer();
   // The system roots do not know the test CA; plaintext is not served at all.

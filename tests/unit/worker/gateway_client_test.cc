@@ -67,7 +67,10 @@ class FakeGateway final : public wv1::WorkerGateway::Service {
   template <typename Pred>
   bool WaitFor(Pred pred) {
     absl::MutexLock lock(&mu_);
-    auto cond = [&] { return pred(received_, hellos_, ended_); };
+    auto cond = [&] {
+      mu_.AssertHeld();  // Await calls it with mu_ held; the analysis cannot see that
+      return pred(received_, hellos_, ended_);
+    };
     return mu_.AwaitWithTimeout(absl::Condition(&cond), kWait);
   }
   std::vector<api::JobEvent> JobEvents(const std::string& job_id) {
@@ -267,6 +270,73 @@ TEST_F(GatewayClientTest, ShutdownEndsRun) {
   client_->Shutdown();
   run_.join();
   EXPECT_TRUE(absl::IsCancelled(run_status_)) << run_status_;
+}
+
+// A front that refuses every worker, as one with another worker secret does.
+class RejectingGateway final : public wv1::WorkerGateway::Service {
+ public:
+  grpc::Status Connect(
+      grpc::ServerContext*,
+      grpc::ServerReaderWriter<wv1::DispatchMessage, wv1::WorkerMessage>*) override {
+    absl::MutexLock lock(&mu_);
+    ++connects_;
+    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "wrong worker secret");
+  }
+  bool WaitForConnects(int n) {
+    absl::MutexLock lock(&mu_);
+    auto enough = [&] {
+      mu_.AssertHeld();  // as in FakeGateway::WaitFor
+      return connects_ >= n;
+    };
+    return mu_.AwaitWithTimeout(absl::Condition(&enough), kWait);
+  }
+
+ private:
+  absl::Mutex mu_;
+  int connects_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// A rejected worker says why and when it tries again, once per attempt: without that, a
+// worker with the wrong secret and a front that is down look the same (nothing happens).
+TEST(GatewayClientRejectionTest, LogsEachRejectionWithItsStatusAndTheNextDelay) {
+  RejectingGateway gateway;
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&gateway);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  auto dir = testing::WriteTinyPackage("tiny");
+  ASSERT_TRUE(dir.ok()) << dir.status();
+  auto models = LoadModels(*dir, {"tiny"}, torch::kCPU, nullptr);
+  ASSERT_TRUE(models.ok()) << models.status();
+
+  GatewayClientOptions options;
+  options.server_address = "127.0.0.1:" + std::to_string(port);
+  options.worker_id = "worker-r";
+  options.backoff.initial = absl::Milliseconds(10);
+  options.backoff.max = absl::Milliseconds(100);
+  options.backoff.jitter = 0;  // exact delays: 10, 20, 40 ms
+  GatewayClient client(options);
+  std::vector<ModelSet> sets;
+  sets.push_back(*std::move(models));
+  JobRunner runner(std::move(sets), client, JobRunnerOptions{});
+  ::testing::internal::CaptureStderr();
+  std::thread run([&] { client.Run(runner).IgnoreError(); });
+  // The log line of attempt n is written before attempt n + 1 dials.
+  const bool rejected_three_times = gateway.WaitForConnects(3);
+  client.Shutdown();
+  run.join();
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  runner.Shutdown();
+  server->Shutdown();
+  std::filesystem::remove_all(*dir);
+  ASSERT_TRUE(rejected_three_times);
+  const std::string prefix = "tpdiff-worker: connecting to " + options.server_address +
+                             " ended: UNAUTHENTICATED: wrong worker secret; ";
+  EXPECT_THAT(log, ::testing::HasSubstr(prefix + "retry 1 in 10ms\n"));
+  EXPECT_THAT(log, ::testing::HasSubstr(prefix + "retry 2 in 20ms\n"));
+  EXPECT_FALSE(client.connected());
 }
 
 }  // namespace

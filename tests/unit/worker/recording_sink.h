@@ -34,6 +34,7 @@ class RecordingSink : public EventSink {
                                                absl::Duration timeout = absl::Seconds(120)) {
     absl::MutexLock lock(&mu_);
     auto ended = [&] {
+      mu_.AssertHeld();  // Await calls it with mu_ held; the analysis cannot see that
       for (const auto& e : events_) {
         if (e.job_id() == job_id && IsTerminal(e.event())) return true;
       }
@@ -54,7 +55,8 @@ class RecordingSink : public EventSink {
   }
 
  private:
-  std::vector<tpdiff::v1::JobEvent> EventsLocked(const std::string& job_id) const {
+  std::vector<tpdiff::v1::JobEvent> EventsLocked(const std::string& job_id) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     std::vector<tpdiff::v1::JobEvent> out;
     for (const auto& e : events_) {
       if (e.job_id() == job_id) out.push_back(e.event());

@@ -15,7 +15,8 @@
 namespace tpdiff::server {
 
 // Runs `count` copies of a worker binary as child processes (fork + exec, no shell),
-// restarts any that exits (with backoff) and stops them all on Stop().
+// restarts any that exits (with backoff, logging its exit status to stderr) and stops them
+// all on Stop().
 //
 // Ownership: owns the children. Thread safety: Start and Stop from one controlling thread;
 // pids() from any thread.
@@ -24,6 +25,11 @@ class LocalWorkers {
   struct Options {
     std::string binary;             // path of tpdiff-worker
     std::vector<std::string> args;  // argv[1..]
+    // The worker secret, given to each child as environment variable TPDIFF_WORKER_SECRET
+    // (kWorkerSecretEnv, what tpdiff-worker reads without --worker-secret-file): the
+    // environment of a process is readable only by its user, while argv shows in ps.
+    // Empty = the children inherit this process's environment unchanged.
+    std::string secret;
     int count = 0;
     absl::Duration restart_backoff = absl::Seconds(1);      // first restart delay, doubled
     absl::Duration max_restart_backoff = absl::Seconds(30);

@@ -38,6 +38,12 @@ absl::StatusOr<ServerTls> ReadServerTls(const std::string& cert_path, const std:
 // have none, and WorkerGateway.Connect checks for one itself (WorkerAuthenticator).
 std::shared_ptr<grpc::ServerCredentials> MakeServerCredentials(const std::optional<ServerTls>& tls);
 
+// The name a local worker (which dials localhost) checks in the front's certificate, the
+// leaf of `cert_chain_pem`: "localhost" when the certificate names it, else its first DNS
+// name without a wildcard, else its subject's common name. INVALID_ARGUMENT when the PEM
+// holds no certificate or the certificate names no host.
+absl::StatusOr<std::string> LocalServerName(absl::string_view cert_chain_pem);
+
 // A whole file as a secret: trailing whitespace (the newline of `echo x > file`) dropped;
 // INVALID_ARGUMENT when shorter than kMinWorkerSecretBytes. The message never shows it.
 absl::StatusOr<std::string> ReadSecretFile(const std::string& path);

@@ -80,7 +80,8 @@ class GatewayClient : public EventSink {
 
  private:
   enum class End { kBroken, kDrained, kShutdown };
-  End ServeConnection(JobRunner& runner);
+  // `ended_with`: the stream's final status (why the front refused or ended it).
+  End ServeConnection(JobRunner& runner, absl::Status* ended_with);
   void WriterLoop(JobRunner& runner,
                   grpc::ClientReaderWriter<tpdiff::worker::v1::WorkerMessage,
                                            tpdiff::worker::v1::DispatchMessage>* stream,
