@@ -19,11 +19,13 @@ ABSL_FLAG(std::string, network, "tiny", "tiny, cpu or gpu (random builtin preset
 ABSL_FLAG(uint64_t, seed, 7, "seed of the random weights");
 ABSL_FLAG(std::string, stage_steps, "", "default steps per stage, e.g. 2,2,2; empty = 10,10,10");
 ABSL_FLAG(int, frames, 0, "default and maximum frames; 0 = 16");
+ABSL_FLAG(int, width, 0, "builtin: token width instead of the preset's (a multiple of its heads)");
+ABSL_FLAG(int, depth, 0, "builtin: number of blocks instead of the preset's");
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "tpdiff-make-package --out=DIR [--name --network=tiny|cpu|gpu|null --seed --stage_steps "
-      "--frames]");
+      "--frames --width --depth]");
   absl::ParseCommandLine(argc, argv);
   tpdiff::bench::PackageSpec spec;
   spec.dir = absl::GetFlag(FLAGS_out);
@@ -33,6 +35,8 @@ int main(int argc, char** argv) {
   spec.network = absl::GetFlag(FLAGS_network);
   spec.seed = absl::GetFlag(FLAGS_seed);
   spec.frames = absl::GetFlag(FLAGS_frames);
+  spec.width = absl::GetFlag(FLAGS_width);
+  spec.depth = absl::GetFlag(FLAGS_depth);
   for (absl::string_view s : absl::StrSplit(absl::GetFlag(FLAGS_stage_steps), ',',
                                             absl::SkipWhitespace())) {
     int steps = 0;

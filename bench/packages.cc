@@ -69,6 +69,8 @@ absl::Status WritePackage(const PackageSpec& spec) {
   if (spec.network == "null") return WriteNullPackage(spec);
   absl::StatusOr<model::NetworkConfig> config = model::NetworkPreset(spec.network);
   if (!config.ok()) return config.status();
+  if (spec.width > 0) config->width = spec.width;
+  if (spec.depth > 0) config->depth = spec.depth;
   if (absl::Status s = model::CreateRandomBuiltinPackage(spec.dir, spec.name, *config, spec.seed);
       !s.ok()) {
     return s;

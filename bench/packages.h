@@ -22,6 +22,10 @@ struct PackageSpec {
   uint64_t seed = 7;
   std::vector<int> stage_steps;  // default steps per stage; empty = the manifest default
   int frames = 0;                // default and maximum frames; 0 = the manifest default (16)
+  // Builtin only: the preset's token width and block count replaced (0 = the preset's), for
+  // packages of a chosen size (memory measurements want >= 100 MB of weights).
+  int width = 0;
+  int depth = 0;
 };
 
 // Writes the package described by `spec`. INVALID_ARGUMENT names the bad field.

@@ -35,7 +35,7 @@
 ABSL_FLAG(std::string, server, "localhost:50051", "Address of the front (its WorkerGateway)");
 ABSL_FLAG(std::string, models_dir, "models", "Folder of model packages");
 ABSL_FLAG(std::string, models, "", "Comma-separated packages to load; empty = all in --models-dir");
-ABSL_FLAG(int, slots, 1, "Jobs run at once (each slot loads its own copy of the models)");
+ABSL_FLAG(int, slots, 1, "Jobs run at once (the slots share one copy of each model)");
 ABSL_FLAG(std::string, device, "auto", "cpu, cuda or auto");
 ABSL_FLAG(int, threads, 0, "LibTorch intra-op threads; 0 = number of cores");
 ABSL_FLAG(std::string, worker_id, "", "Worker id; empty = hostname-pid");
@@ -141,12 +141,8 @@ int main(int raw_argc, char** raw_argv) {
   if (names.empty()) {
     return Fail("--models", absl::NotFoundError(absl::StrCat("no model packages in ", models_dir)));
   }
-  std::vector<ModelSet> slot_models;
-  for (int i = 0; i < slots; ++i) {
-    absl::StatusOr<ModelSet> models = LoadModels(models_dir, names, *device, &metrics);
-    if (!models.ok()) return Fail("loading models", models.status());
-    slot_models.push_back(*std::move(models));
-  }
+  absl::StatusOr<ModelSet> models = LoadModels(models_dir, names, *device, &metrics);
+  if (!models.ok()) return Fail("loading models", models.status());
 
   GatewayClientOptions options;
   options.server_address = absl::GetFlag(FLAGS_server);
@@ -155,7 +151,7 @@ int main(int raw_argc, char** raw_argv) {
   options.device = DeviceName(*device);
   options.version = TPDIFF_VERSION;
   options.slots = static_cast<uint32_t>(slots);
-  for (const auto& [name, model] : slot_models.front()) options.models.push_back(ToModelInfo(*model));
+  for (const auto& [name, model] : *models) options.models.push_back(ToModelInfo(*model));
   if (absl::GetFlag(FLAGS_heartbeat) > absl::ZeroDuration()) {
     options.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat);
   }
@@ -166,7 +162,7 @@ int main(int raw_argc, char** raw_argv) {
   JobRunnerOptions runner_options;
   runner_options.worker_id = options.worker_id;
   runner_options.metrics = &metrics;
-  JobRunner runner(std::move(slot_models), gateway, runner_options);
+  JobRunner runner(*std::move(models), slots, gateway, runner_options);
 
   // First SIGTERM/SIGINT drains (finish running jobs, then close); a second stops at once.
   std::thread([&gateway, signals] {

@@ -3,6 +3,7 @@
 #include <torch/script.h>
 
 #include <filesystem>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <utility>
@@ -80,27 +81,31 @@ absl::StatusOr<std::string> ReadPackageFile(const std::string& dir, const std::s
 // ---------------------------------------------------------------------------------------------
 // Loaded models
 
-// Both package kinds: the manifest, the tokenizer and the kind's Denoiser.
+// Both package kinds: the manifest, the tokenizer and the shared weights, from which
+// `new_denoiser` makes each thread's Denoiser.
 class PackagedModel : public LoadedModel {
  public:
-  PackagedModel(ModelManifest manifest, core::Tokenizer tokenizer, std::unique_ptr<core::Denoiser> denoiser,
+  using DenoiserFactory = std::function<std::unique_ptr<core::Denoiser>()>;
+  PackagedModel(ModelManifest manifest, core::Tokenizer tokenizer, DenoiserFactory new_denoiser,
                 torch::Device device)
       : manifest_(std::move(manifest)),
         tokenizer_(std::move(tokenizer)),
-        denoiser_(std::move(denoiser)),
+        new_denoiser_(std::move(new_denoiser)),
         device_(device) {}
   const ModelManifest& manifest() const override { return manifest_; }
   const core::Tokenizer& tokenizer() const override { return tokenizer_; }
-  core::Denoiser& denoiser() override { return *denoiser_; }
   torch::Device device() const override { return device_; }
+  std::unique_ptr<core::Denoiser> NewDenoiser() const override { return new_denoiser_(); }
 
  private:
-  ModelManifest manifest_;
-  core::Tokenizer tokenizer_;
-  std::unique_ptr<core::Denoiser> denoiser_;
-  torch::Device device_;
+  const ModelManifest manifest_;
+  const core::Tokenizer tokenizer_;
+  const DenoiserFactory new_denoiser_;  // owns the weights' handle; each call copies it
+  const torch::Device device_;
 };
 
+// A torch::jit::Module is a handle: copies share the module's parameters and methods, so each
+// denoiser holds its own handle to the one loaded module.
 class TorchScriptDenoiser : public core::Denoiser {
  public:
   explicit TorchScriptDenoiser(torch::jit::Module module) : module_(std::move(module)) {}
@@ -179,9 +184,10 @@ absl::StatusOr<std::unique_ptr<LoadedModel>> LoadBuiltin(const std::string& dir,
     return 0;
   });
   if (!moved.ok()) return moved.status();
-  return std::unique_ptr<LoadedModel>(
-      new PackagedModel(std::move(manifest), std::move(tokenizer),
-                        std::make_unique<NetworkDenoiser>(*std::move(net)), device));
+  // Every denoiser shares the network (a TpdiffNet is a shared handle to its module).
+  return std::unique_ptr<LoadedModel>(new PackagedModel(
+      std::move(manifest), std::move(tokenizer),
+      [net = *std::move(net)] { return std::make_unique<NetworkDenoiser>(net); }, device));
 }
 
 absl::StatusOr<std::unique_ptr<LoadedModel>> LoadTorchScript(const std::string& dir,
@@ -239,9 +245,10 @@ absl::StatusOr<std::unique_ptr<LoadedModel>> LoadTorchScript(const std::string& 
     return Field("weights_file", absl::StrCat("TorchScript module failed the probe forward: ",
                                               y.status().message()));
   }
-  return std::unique_ptr<LoadedModel>(
-      new PackagedModel(std::move(manifest), std::move(tokenizer),
-                        std::make_unique<TorchScriptDenoiser>(*std::move(module)), device));
+  return std::unique_ptr<LoadedModel>(new PackagedModel(
+      std::move(manifest), std::move(tokenizer),
+      [module = *std::move(module)] { return std::make_unique<TorchScriptDenoiser>(module); },
+      device));
 }
 
 }  // namespace

@@ -360,17 +360,18 @@ absl::StatusOr<core::StagePlan> ResolvePlan(const model::ModelManifest& m,
 
 }  // namespace
 
-EvalRunner::EvalRunner(model::LoadedModel& model, std::vector<EvalPrompt> prompts,
+EvalRunner::EvalRunner(const model::LoadedModel& model, std::vector<EvalPrompt> prompts,
                        core::StagePlan plan, std::vector<torch::Tensor> tokens,
                        std::string out_dir, int grid_scale)
     : model_(model),
+      denoiser_(model.NewDenoiser()),
       prompts_(std::move(prompts)),
       plan_(std::move(plan)),
       tokens_(std::move(tokens)),
       out_dir_(std::move(out_dir)),
       grid_scale_(grid_scale) {}
 
-absl::StatusOr<std::unique_ptr<EvalRunner>> EvalRunner::Create(model::LoadedModel& model,
+absl::StatusOr<std::unique_ptr<EvalRunner>> EvalRunner::Create(const model::LoadedModel& model,
                                                                std::vector<EvalPrompt> prompts,
                                                                const EvalOptions& options,
                                                                std::string out_dir) {
@@ -423,7 +424,7 @@ absl::StatusOr<EvalVideoResult> EvalRunner::Next() {
   request.device = model_.device();
   const auto begin = std::chrono::steady_clock::now();
   absl::StatusOr<torch::Tensor> video =
-      core::PyramidSampler::Sample(model_.denoiser(), plan_, request);
+      core::PyramidSampler::Sample(*denoiser_, plan_, request);
   if (!video.ok()) {
     return absl::Status(video.status().code(),
                         absl::StrCat("prompt ", i, ": ", video.status().message()));
@@ -449,7 +450,7 @@ absl::StatusOr<EvalReport> EvalRunner::Finish() {
   return report_;
 }
 
-absl::StatusOr<EvalReport> RunEval(model::LoadedModel& model,
+absl::StatusOr<EvalReport> RunEval(const model::LoadedModel& model,
                                    const std::vector<EvalPrompt>& prompts,
                                    const EvalOptions& options, const std::string& out_dir,
                                    const EvalProgress& progress) {

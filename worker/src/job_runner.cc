@@ -154,12 +154,11 @@ struct JobRunner::Job {
   std::atomic<bool> abandoned{false};  // stop silently: the front re-queues the job
 };
 
-JobRunner::JobRunner(std::vector<ModelSet> slot_models, EventSink& sink,
-                     JobRunnerOptions options)
-    : sink_(sink), options_(std::move(options)) {
-  for (ModelSet& models : slot_models) {
+JobRunner::JobRunner(ModelSet models, int slots, EventSink& sink, JobRunnerOptions options)
+    : sink_(sink), options_(std::move(options)), models_(std::move(models)) {
+  for (int i = 0; i < std::max(slots, 1); ++i) {
     auto slot = std::make_unique<Slot>();
-    slot->models = std::move(models);
+    for (const auto& [name, model] : models_) slot->denoisers[model.get()] = model->NewDenoiser();
     slots_.push_back(std::move(slot));
   }
   for (auto& slot : slots_) {
@@ -312,7 +311,7 @@ void JobRunner::SlotLoop(Slot* slot) {
       pending_.pop_front();
       slot->current = job;
     }
-    RunJob(slot->models, *job);
+    RunJob(*slot, *job);
     absl::MutexLock lock(&mu_);
     slot->current = nullptr;
   }
@@ -401,7 +400,7 @@ class JobObserver : public core::SamplerObserver {
 
 }  // namespace
 
-void JobRunner::RunJob(ModelSet& models, Job& job) {
+void JobRunner::RunJob(Slot& slot, Job& job) {
   const auto started = SteadyClock::now();
   const api::GenerateRequest& request = job.assign.request();
   const double queue_seconds =
@@ -436,7 +435,7 @@ void JobRunner::RunJob(ModelSet& models, Job& job) {
     Report(job, std::move(event));
   }
 
-  absl::StatusOr<ResolvedRequest> resolved = Resolve(models, request);
+  absl::StatusOr<ResolvedRequest> resolved = Resolve(models_, request);
   if (!resolved.ok()) return fail(resolved.status());
   absl::StatusOr<core::StagePlan> plan = MakePlan(request, *resolved);
   if (!plan.ok()) return fail(plan.status());
@@ -456,7 +455,7 @@ void JobRunner::RunJob(ModelSet& models, Job& job) {
   JobObserver observer([&](api::JobEvent e) { Report(job, std::move(e)); }, options_.metrics,
                        request, resolved->fps, job.token);
   absl::StatusOr<torch::Tensor> video = core::PyramidSampler::Sample(
-      resolved->model->denoiser(), *plan, sample, &observer, &job.token);
+      *slot.denoisers.at(resolved->model), *plan, sample, &observer, &job.token);
   if (!observer.error.ok()) return fail(observer.error);
   if (should_stop()) return cancelled();
   if (!video.ok()) return fail(video.status());

@@ -52,11 +52,10 @@ class InProcessWorker {
     options.backoff.initial = absl::Milliseconds(20);
     options.backoff.max = absl::Milliseconds(200);
     client_ = std::make_unique<GatewayClient>(options);
-    std::vector<ModelSet> sets;
-    sets.push_back(*std::move(models));
     JobRunnerOptions runner_options;
     runner_options.worker_id = id;
-    runner_ = std::make_unique<JobRunner>(std::move(sets), *client_, runner_options);
+    runner_ =
+        std::make_unique<JobRunner>(*std::move(models), /*slots=*/1, *client_, runner_options);
     thread_ = std::thread([this] { client_->Run(*runner_).IgnoreError(); });
   }
   ~InProcessWorker() {

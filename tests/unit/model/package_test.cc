@@ -4,6 +4,9 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <future>
+#include <thread>
+#include <vector>
 
 #include "remove_tree.h"
 #include "tpdiff/model/model_package.h"
@@ -67,7 +70,7 @@ TEST_F(PackageTest, BuiltinSaveLoadGivesIdenticalOutputs) {
   const core::DenoiserInput in = SomeInput(tok);
   NetworkDenoiser original(net);
   auto want = original.Predict(in);
-  auto got = (*model)->denoiser().Predict(in);
+  auto got = (*model)->NewDenoiser()->Predict(in);
   ASSERT_TRUE(want.ok() && got.ok()) << got.status();
   EXPECT_GT(want->abs().max().item<float>(), 0.0f);
   EXPECT_TRUE(torch::equal(*want, *got));
@@ -88,7 +91,7 @@ TEST_F(PackageTest, RandomPackageSamplesWithThePyramidSampler) {
   req.tokens = torch::tensor(*(*model)->tokenizer().Encode("a blue square moving up")).unsqueeze(0);
   req.guidance_scale = 3.0;
   req.seed = 5;
-  auto a = core::PyramidSampler::Sample((*model)->denoiser(), *plan, req);
+  auto a = core::PyramidSampler::Sample(*(*model)->NewDenoiser(), *plan, req);
   ASSERT_TRUE(a.ok()) << a.status();
   EXPECT_EQ(a->sizes(), (std::vector<int64_t>{1, 3, 16, 32, 32}));
   EXPECT_TRUE(torch::isfinite(*a).all().item<bool>());
@@ -97,9 +100,75 @@ TEST_F(PackageTest, RandomPackageSamplesWithThePyramidSampler) {
   ASSERT_TRUE(CreateRandomBuiltinPackage(other.string(), "dev", Tiny(), 7).ok());
   auto model2 = LoadModelPackage(other.string(), torch::kCPU);
   ASSERT_TRUE(model2.ok());
-  auto b = core::PyramidSampler::Sample((*model2)->denoiser(), *plan, req);
+  auto b = core::PyramidSampler::Sample(*(*model2)->NewDenoiser(), *plan, req);
   ASSERT_TRUE(b.ok());
   EXPECT_TRUE(torch::equal(*a, *b));
+}
+
+// Samples `kThreads` videos (different seeds, two captions) from `model` twice: one after
+// another through one denoiser, then all at once from threads with a denoiser each over the
+// same weights. Sharing is correct when every concurrent video equals its sequential one.
+void ExpectConcurrentSamplingMatchesSequential(const LoadedModel& model,
+                                               const std::vector<std::string>& captions) {
+  constexpr int kThreads = 4;
+  const ModelManifest& m = model.manifest();
+  core::StagePlanOptions opts;
+  opts.num_frames = m.frames;
+  opts.num_stages = m.stages;
+  opts.steps_per_stage = {2, 2, 2};
+  auto plan = core::StagePlan::Create(core::NoiseSchedule(m.parameterization), opts);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  std::vector<core::SampleRequest> requests(kThreads);
+  for (int i = 0; i < kThreads; ++i) {
+    auto ids = model.tokenizer().Encode(captions[i % captions.size()]);
+    ASSERT_TRUE(ids.ok()) << ids.status();
+    requests[i].tokens = torch::tensor(*ids).unsqueeze(0);
+    requests[i].guidance_scale = 2.0;
+    requests[i].seed = 100 + i;
+  }
+  std::vector<torch::Tensor> sequential;
+  const std::unique_ptr<core::Denoiser> one = model.NewDenoiser();
+  for (const core::SampleRequest& r : requests) {
+    auto video = core::PyramidSampler::Sample(*one, *plan, r);
+    ASSERT_TRUE(video.ok()) << video.status();
+    sequential.push_back(*video);
+  }
+
+  std::vector<std::unique_ptr<core::Denoiser>> denoisers;
+  for (int i = 0; i < kThreads; ++i) denoisers.push_back(model.NewDenoiser());
+  std::vector<absl::StatusOr<torch::Tensor>> concurrent(kThreads, absl::UnknownError("not run"));
+  std::promise<void> start;
+  const std::shared_future<void> started = start.get_future().share();
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kThreads; ++i) {
+    threads.emplace_back([&, i] {
+      started.wait();  // all threads enter the network together
+      concurrent[i] = core::PyramidSampler::Sample(*denoisers[i], *plan, requests[i]);
+    });
+  }
+  start.set_value();
+  for (std::thread& t : threads) t.join();
+  for (int i = 0; i < kThreads; ++i) {
+    ASSERT_TRUE(concurrent[i].ok()) << concurrent[i].status();
+    EXPECT_TRUE(torch::equal(*concurrent[i], sequential[i])) << "thread " << i;
+  }
+  // The captions and seeds differ, so equal videos cannot come from shared state mixing them.
+  EXPECT_FALSE(torch::equal(sequential[0], sequential[1]));
+}
+
+TEST_F(PackageTest, DenoisersShareTheNetworkAndSampleConcurrently) {
+  ASSERT_TRUE(CreateRandomBuiltinPackage(dir_.string(), "dev", Tiny(), 3).ok());
+  auto model = LoadModelPackage(dir_.string(), torch::kCPU);
+  ASSERT_TRUE(model.ok()) << model.status();
+  const std::unique_ptr<core::Denoiser> a = (*model)->NewDenoiser();
+  const std::unique_ptr<core::Denoiser> b = (*model)->NewDenoiser();
+  auto* na = dynamic_cast<NetworkDenoiser*>(a.get());
+  auto* nb = dynamic_cast<NetworkDenoiser*>(b.get());
+  ASSERT_NE(na, nullptr);
+  ASSERT_NE(nb, nullptr);
+  EXPECT_NE(na, nb);
+  EXPECT_EQ(na->net().get(), nb->net().get());  // one network, not a copy per denoiser
+  ExpectConcurrentSamplingMatchesSequential(**model, {"a red circle moving left", "a blue square"});
 }
 
 TEST_F(PackageTest, MissingFolderAndFilesAreNotFound) {
@@ -192,11 +261,23 @@ def forward(self, x, t, stage, tokens):
     void OnStep(const core::StepEvent&) override { ++*calls; }
   } observer;
   observer.calls = &calls;
-  auto video = core::PyramidSampler::Sample((*model)->denoiser(), *plan, req, &observer);
+  auto video = core::PyramidSampler::Sample(*(*model)->NewDenoiser(), *plan, req, &observer);
   ASSERT_TRUE(video.ok()) << video.status();
   EXPECT_EQ(video->sizes(), (std::vector<int64_t>{2, 3, 16, 32, 32}));
   EXPECT_EQ(calls, 9);
   EXPECT_TRUE(torch::isfinite(*video).all().item<bool>());
+}
+
+TEST_F(TorchScriptPackageTest, DenoisersShareTheModuleAndSampleConcurrently) {
+  // Depends on every input, nonlinearly in x, so a mixed-up call would show.
+  WritePackage(R"(
+def forward(self, x, t, stage, tokens):
+    c = (tokens.float().sum(1) * 0.01 + stage.float() * 0.1 + t).view(-1, 1, 1, 1, 1)
+    return torch.tanh(x * self.scale + c) - x * c
+)");
+  auto model = LoadModelPackage(dir_.string(), torch::kCPU);
+  ASSERT_TRUE(model.ok()) << model.status();
+  ExpectConcurrentSamplingMatchesSequential(**model, {"red circle", "blue"});
 }
 
 TEST_F(TorchScriptPackageTest, WrongSignatureIsInvalidArgument) {

@@ -132,11 +132,10 @@ class GatewayClientTest : public ::testing::Test {
     options.backoff.max = absl::Milliseconds(100);
     options.heartbeat_interval = absl::Milliseconds(20);
     client_ = std::make_unique<GatewayClient>(options);
-    std::vector<ModelSet> sets;
-    sets.push_back(*std::move(models));
     JobRunnerOptions runner_options;
     runner_options.worker_id = "worker-a";
-    runner_ = std::make_unique<JobRunner>(std::move(sets), *client_, runner_options);
+    runner_ =
+        std::make_unique<JobRunner>(*std::move(models), /*slots=*/1, *client_, runner_options);
     run_ = std::thread([this] { run_status_ = client_->Run(*runner_); });
   }
 

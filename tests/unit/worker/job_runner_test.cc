@@ -8,6 +8,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "prometheus/registry.h"
 #include "recording_sink.h"
@@ -23,6 +24,28 @@ namespace api = ::tpdiff::v1;
 namespace wv1 = ::tpdiff::worker::v1;
 using testing::RecordingSink;
 
+// Holds every job that reaches it until `n` jobs have: only `n` slots running at once get
+// all of them there (the wait is bounded so that a bug fails instead of hanging).
+class StartGate {
+ public:
+  explicit StartGate(int n) : n_(n) {}
+  void Arrive() {
+    absl::MutexLock lock(&mu_);
+    ++started_;
+    mu_.AwaitWithTimeout(absl::Condition(this, &StartGate::AllArrived), absl::Seconds(60));
+  }
+  int started() {
+    absl::MutexLock lock(&mu_);
+    return started_;
+  }
+
+ private:
+  bool AllArrived() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return started_ >= n_; }
+  const int n_;
+  absl::Mutex mu_;
+  int started_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
 class JobRunnerTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -36,18 +59,21 @@ class JobRunnerTest : public ::testing::Test {
   }
 
   std::unique_ptr<JobRunner> MakeRunner(int slots = 1, size_t chunk_bytes = size_t{1} << 20) {
-    std::vector<ModelSet> sets;
-    for (int i = 0; i < slots; ++i) {
-      auto models = LoadModels(*models_dir_, {"tiny"}, torch::kCPU, &metrics_);
-      EXPECT_TRUE(models.ok()) << models.status();
-      if (!models.ok()) return nullptr;
-      sets.push_back(*std::move(models));
-    }
+    auto models = LoadModels(*models_dir_, {"tiny"}, torch::kCPU, &metrics_);
+    EXPECT_TRUE(models.ok()) << models.status();
+    if (!models.ok()) return nullptr;
     JobRunnerOptions options;
     options.worker_id = "w1";
     options.metrics = &metrics_;
     options.result_chunk_bytes = chunk_bytes;
-    return std::make_unique<JobRunner>(std::move(sets), sink_, options);
+    return std::make_unique<JobRunner>(*std::move(models), slots, sink_, options);
+  }
+
+  // Every job's Started event waits at `gate`.
+  void HoldJobsAt(StartGate& gate) {
+    sink_.on_emit = [&gate](const wv1::WorkerEvent& e) {
+      if (e.event().has_started()) gate.Arrive();
+    };
   }
 
   static wv1::Assign MakeAssign(const std::string& id, std::vector<uint32_t> steps = {2, 2, 2}) {
@@ -368,22 +394,53 @@ TEST_F(JobRunnerTest, TwoSlotsRunTwoJobsAtOnce) {
   auto runner = MakeRunner(/*slots=*/2);
   ASSERT_NE(runner, nullptr);
   EXPECT_EQ(runner->CurrentLoad().free_slots, 2u);
-  absl::Mutex mu;
-  int waiting = 0;
-  // Each job holds at its first step until both are there: only two slots can get there.
-  sink_.on_emit = [&](const wv1::WorkerEvent& e) {
-    if (!e.event().has_started()) return;
-    absl::MutexLock lock(&mu);
-    ++waiting;
-    mu.AwaitWithTimeout(absl::Condition(+[](int* w) { return *w >= 2; }, &waiting),
-                        absl::Seconds(60));
-  };
+  StartGate gate(2);
+  HoldJobsAt(gate);
   runner->Assign(MakeAssign("x", {1, 1, 1}));
   runner->Assign(MakeAssign("y", {1, 1, 1}));
   EXPECT_TRUE(sink_.WaitForEnd("x").back().has_completed());
   EXPECT_TRUE(sink_.WaitForEnd("y").back().has_completed());
-  absl::MutexLock lock(&mu);
-  EXPECT_EQ(waiting, 2);
+  EXPECT_EQ(gate.started(), 2);
+}
+
+TEST_F(JobRunnerTest, SlotsSharingOneModelSampleWhatOneSlotSamples) {
+  // Four jobs (different seeds and captions) one after another on one slot, then at once on
+  // four slots over one loaded copy of the model: the same videos, byte for byte.
+  constexpr int kJobs = 4;
+  auto job = [](const std::string& id, int i) {
+    wv1::Assign a = MakeAssign(id, {1, 1, 1});
+    a.mutable_request()->set_seed(10 + i);
+    a.mutable_request()->set_prompt(i % 2 == 0 ? "a red circle moving left"
+                                               : "a blue square moving up");
+    a.mutable_request()->mutable_preview()->set_enabled(false);
+    a.mutable_request()->mutable_output()->set_format(api::VIDEO_FORMAT_PNG_FRAMES);
+    return a;
+  };
+  std::vector<std::string> one_slot;
+  {
+    auto runner = MakeRunner(/*slots=*/1);
+    ASSERT_NE(runner, nullptr);
+    for (int i = 0; i < kJobs; ++i) {
+      const std::string id = "one-" + std::to_string(i);
+      runner->Assign(job(id, i));
+      const auto events = sink_.WaitForEnd(id);
+      ASSERT_TRUE(events.back().has_completed()) << events.back().DebugString();
+      one_slot.push_back(Reassemble(events));
+    }
+  }
+  EXPECT_NE(one_slot[0], one_slot[1]);
+
+  auto runner = MakeRunner(/*slots=*/kJobs);
+  ASSERT_NE(runner, nullptr);
+  StartGate gate(kJobs);  // all four sample at once
+  HoldJobsAt(gate);
+  for (int i = 0; i < kJobs; ++i) runner->Assign(job("four-" + std::to_string(i), i));
+  for (int i = 0; i < kJobs; ++i) {
+    const auto events = sink_.WaitForEnd("four-" + std::to_string(i));
+    ASSERT_TRUE(events.back().has_completed()) << events.back().DebugString();
+    EXPECT_EQ(Reassemble(events), one_slot[i]) << "job " << i;
+  }
+  EXPECT_EQ(gate.started(), kJobs);
 }
 
 TEST_F(JobRunnerTest, MetricsRecordStepsPerStageAndEncodesPerFormat) {

@@ -44,17 +44,33 @@ struct ModelManifest {
 absl::StatusOr<ModelManifest> ParseManifest(absl::string_view json_text);
 std::string ManifestToJson(const ModelManifest& manifest);
 
-// A loaded package, ready to sample from.
+// A loaded package: the weights, the manifest and the tokenizer, loaded once and shared by
+// every thread that samples from it (the worker's slots). Each sampling thread makes its own
+// NewDenoiser(): the denoiser holds that thread's per-call state (NetworkDenoiser's prepared
+// caption and stage) and reads the shared weights.
 //
-// Thread safety: manifest() and tokenizer() are immutable; denoiser() must be used by one
-// thread at a time (the worker's job runner owns the model).
+// Ownership: a denoiser shares ownership of the weights, so it may outlive the LoadedModel.
+//
+// Thread safety: a LoadedModel never changes after loading; every method is const and may be
+// called from any thread. One denoiser is for one thread at a time; any number of denoisers
+// of one model may predict at once, because a forward pass only reads the model:
+//  - builtin: the network runs in eval mode without autograd. Its forward reads parameters
+//    and allocates fresh tensors; it has no buffers (no normalisation statistics to update),
+//    no lazily built tensors and no member written after construction, and the CPU kernels
+//    (cpu_attention.h, cpu_modulation.h) keep their scratch on the calling thread's stack.
+//  - torchscript: torch::jit::Module::forward without autograd. The interpreter keeps a
+//    call's values in that call's own frame; the graph executor builds its optimised plan
+//    under its own lock. A module whose forward assigns to its own attributes (self.x = ...)
+//    breaks this and is outside the forward contract above.
+// Nothing may write the weights while denoisers predict.
 class LoadedModel {
  public:
   virtual ~LoadedModel() = default;
   virtual const ModelManifest& manifest() const = 0;
   virtual const core::Tokenizer& tokenizer() const = 0;
-  virtual core::Denoiser& denoiser() = 0;
   virtual torch::Device device() const = 0;
+  // A denoiser over the shared weights with its own caches; cheap (no weights are copied).
+  virtual std::unique_ptr<core::Denoiser> NewDenoiser() const = 0;
 };
 
 // Reads <dir>/model.json only (no weights): what the server needs to list models cheaply.

@@ -247,9 +247,12 @@ absl::Status LoadNetworkState(TpdiffNetImpl& net,
 
 // Adapts a TpdiffNet to the sampler's Denoiser interface: validates shapes and token ids
 // (INVALID_ARGUMENT naming the input and limit), runs without autograd, converts LibTorch
-// exceptions to INTERNAL. Shares ownership of the network; one thread at a time.
-// Reuses the last call's StepInvariants while the tokens, stage, input shape, device and
-// weights (their in-place version counters) are unchanged: within one stage of a video.
+// exceptions to INTERNAL. Reuses the last call's StepInvariants while the tokens, stage, input
+// shape, device and weights (their in-place version counters) are unchanged: within one stage
+// of a video.
+// Shares ownership of the network. One NetworkDenoiser is for one thread at a time (the
+// StepInvariants are its own); several over one network may predict concurrently, since
+// Predict only reads the network (the contract of LoadedModel in model_package.h).
 class NetworkDenoiser : public core::Denoiser {
  public:
   explicit NetworkDenoiser(TpdiffNet net);

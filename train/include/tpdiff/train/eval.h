@@ -10,7 +10,7 @@
 //   <out>/grid.png                            rows = videos, columns = frames, upscaled
 //   <out>/results.json                        per-video results and totals (ResultsToJson)
 //
-// Not thread-safe per LoadedModel (its denoiser is used by one thread at a time); the free
+// An EvalRunner samples through its own denoiser of the model and is not thread-safe; the free
 // functions are stateless.
 
 #include <cstdint>
@@ -135,7 +135,7 @@ struct EvalReport {
 // Samples every prompt (batch 1, the prompt's seed) and writes everything into out_dir
 // (created). INVALID_ARGUMENT for a bad sampler name, stage_steps of the wrong count or
 // range, or a prompt the model's tokenizer rejects (checked before sampling starts).
-absl::StatusOr<EvalReport> RunEval(model::LoadedModel& model,
+absl::StatusOr<EvalReport> RunEval(const model::LoadedModel& model,
                                    const std::vector<EvalPrompt>& prompts,
                                    const EvalOptions& options, const std::string& out_dir,
                                    const EvalProgress& progress = nullptr);
@@ -148,7 +148,7 @@ absl::StatusOr<EvalReport> RunEval(model::LoadedModel& model,
 class EvalRunner {
  public:
   // Validates the options and tokenizes every prompt (RunEval's errors), then creates out_dir.
-  static absl::StatusOr<std::unique_ptr<EvalRunner>> Create(model::LoadedModel& model,
+  static absl::StatusOr<std::unique_ptr<EvalRunner>> Create(const model::LoadedModel& model,
                                                             std::vector<EvalPrompt> prompts,
                                                             const EvalOptions& options,
                                                             std::string out_dir);
@@ -167,10 +167,11 @@ class EvalRunner {
   absl::StatusOr<EvalReport> Finish();
 
  private:
-  EvalRunner(model::LoadedModel& model, std::vector<EvalPrompt> prompts, core::StagePlan plan,
+  EvalRunner(const model::LoadedModel& model, std::vector<EvalPrompt> prompts, core::StagePlan plan,
              std::vector<torch::Tensor> tokens, std::string out_dir, int grid_scale);
 
-  model::LoadedModel& model_;
+  const model::LoadedModel& model_;
+  std::unique_ptr<core::Denoiser> denoiser_;  // over model_'s weights
   std::vector<EvalPrompt> prompts_;
   core::StagePlan plan_;
   std::vector<torch::Tensor> tokens_;

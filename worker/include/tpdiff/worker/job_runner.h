@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -12,6 +13,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "tpdiff/core/denoiser.h"
 #include "tpdiff/worker/event_sink.h"
 #include "tpdiff/worker/metrics.h"
 #include "tpdiff/worker/models.h"
@@ -27,9 +29,10 @@ struct JobRunnerOptions {
   WorkerMetrics* metrics = nullptr;  // optional; must outlive the runner
 };
 
-// Runs assigned jobs on slots, llama.cpp style: each slot is one thread that owns its models
-// (the only thread that ever touches them) and runs one job at a time. Callers (gRPC threads)
-// only post work and cancellations; every job event leaves through the EventSink.
+// Runs assigned jobs on slots, llama.cpp style: each slot is one thread that runs one job at a
+// time through its own denoiser of every model (the only thread that ever touches it); the
+// models' weights are loaded once and shared by all slots. Callers (gRPC threads) only post
+// work and cancellations; every job event leaves through the EventSink.
 //
 // A job produces, in order: Started, Progress after every denoising step, StagePreview after
 // every stage (when request.preview.enabled), ResultChunk x n, Completed. Or it ends with
@@ -42,8 +45,9 @@ struct JobRunnerOptions {
 // jobs that never reach a slot) and must outlive the runner.
 class JobRunner {
  public:
-  // Starts one slot thread per entry of `slot_models` (at least one).
-  JobRunner(std::vector<ModelSet> slot_models, EventSink& sink, JobRunnerOptions options);
+  // Starts `slots` slot threads (at least one), each with its own denoiser of every model of
+  // `models`.
+  JobRunner(ModelSet models, int slots, EventSink& sink, JobRunnerOptions options);
   ~JobRunner();  // Shutdown()
   JobRunner(const JobRunner&) = delete;
   JobRunner& operator=(const JobRunner&) = delete;
@@ -82,19 +86,21 @@ class JobRunner {
  private:
   struct Job;
   struct Slot {
-    ModelSet models;
+    // This slot's denoiser of each model of models_; used by the slot's thread only.
+    std::map<const model::LoadedModel*, std::unique_ptr<core::Denoiser>> denoisers;
     std::shared_ptr<Job> current;  // guarded by mu_
     std::thread thread;
   };
 
   void SlotLoop(Slot* slot);
-  void RunJob(ModelSet& models, Job& job);
+  void RunJob(Slot& slot, Job& job);
   void Report(Job& job, tpdiff::v1::JobEvent event);
   bool HasWorkOrStopping() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool IdleLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   EventSink& sink_;
   const JobRunnerOptions options_;
+  ModelSet models_;  // not changed after construction, read by every slot thread
   std::vector<std::unique_ptr<Slot>> slots_;
 
   mutable absl::Mutex mu_;

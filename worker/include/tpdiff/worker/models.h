@@ -16,8 +16,9 @@
 
 namespace tpdiff::worker {
 
-// The models one slot owns, by manifest name. A slot's thread is the only user of its
-// denoisers, so every slot gets its own set (LoadedModel::denoiser is single-threaded).
+// The models a worker serves, by manifest name: loaded once and shared by every slot, each of
+// which samples through its own LoadedModel::NewDenoiser() (model_package.h: the weights are
+// read-only and safe to share, a denoiser's caches are not).
 using ModelSet = std::map<std::string, std::unique_ptr<model::LoadedModel>>;
 
 // "cpu", "cuda" (the first GPU; FAILED_PRECONDITION when LibTorch has no CUDA or sees no GPU)
