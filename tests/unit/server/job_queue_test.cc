@@ -11,7 +11,6 @@ using tpdiff::v1::PRIORITY_BATCH;
 using tpdiff::v1::PRIORITY_INTERACTIVE;
 using tpdiff::v1::PRIORITY_STANDARD;
 
-bool Any(const QueuedJob&) { return true; }
 
 class JobQueueTest : public ::testing::Test {
  protected:
@@ -19,7 +18,7 @@ class JobQueueTest : public ::testing::Test {
     return QueuedJob{id, priority, model, clock_.Now()};
   }
   std::string PopId() {
-    std::optional<QueuedJob> job = queue_.Pop(clock_.Now(), Any);
+    std::optional<QueuedJob> job = queue_.Pop(clock_.Now(), {"m"});
     return job ? job->job_id : "";
   }
   FakeClock clock_;
@@ -76,10 +75,10 @@ TEST_F(JobQueueTest, PopSkipsJobsTheWorkerCannotRun) {
   ASSERT_TRUE(queue_.Push(Job("a", PRIORITY_INTERACTIVE, "model-a")).ok());
   ASSERT_TRUE(queue_.Push(Job("b", PRIORITY_STANDARD, "model-b")).ok());
   std::optional<QueuedJob> job =
-      queue_.Pop(clock_.Now(), [](const QueuedJob& j) { return j.model == "model-b"; });
+      queue_.Pop(clock_.Now(), {"model-b"});
   ASSERT_TRUE(job.has_value());
   EXPECT_EQ(job->job_id, "b");
-  EXPECT_FALSE(queue_.Pop(clock_.Now(), [](const QueuedJob& j) { return j.model == "c"; }));
+  EXPECT_FALSE(queue_.Pop(clock_.Now(), {"c"}));
   EXPECT_EQ(queue_.TotalSize(), 1u);
 }
 
