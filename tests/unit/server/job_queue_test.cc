@@ -99,5 +99,44 @@ TEST_F(JobQueueTest, RemoveAndExpire) {
   EXPECT_FALSE(queue_.Position("soon", clock_.Now()).has_value());
 }
 
+
+TEST_F(JobQueueTest, AheadOfANewJobIsItsPositionOnceQueued) {
+  // A mix of priorities and ages, a re-queued job in front, and one job aged past STANDARD.
+  ASSERT_TRUE(queue_.Push(Job("b-old", PRIORITY_BATCH)).ok());
+  clock_.Advance(absl::Seconds(12));
+  ASSERT_TRUE(queue_.Push(Job("b-new", PRIORITY_BATCH)).ok());
+  ASSERT_TRUE(queue_.Push(Job("s1", PRIORITY_STANDARD)).ok());
+  queue_.PushFront(Job("s-requeued", PRIORITY_STANDARD));
+  clock_.Advance(absl::Seconds(9));  // b-old has waited 21 s: two levels
+  int n = 0;
+  for (tpdiff::v1::Priority priority : {PRIORITY_INTERACTIVE, PRIORITY_STANDARD, PRIORITY_BATCH}) {
+    const std::string id = "new-" + std::to_string(n++);
+    const size_t ahead = queue_.Ahead(priority, clock_.Now());
+    ASSERT_TRUE(queue_.Push(Job(id, priority)).ok());
+    EXPECT_EQ(queue_.Position(id, clock_.Now()), ahead) << tpdiff::v1::Priority_Name(priority);
+    EXPECT_TRUE(queue_.Remove(id));
+  }
+  EXPECT_EQ(queue_.Ahead(PRIORITY_INTERACTIVE, clock_.Now()), 1u);  // b-old only
+  EXPECT_EQ(queue_.Ahead(PRIORITY_STANDARD, clock_.Now()), 3u);     // 2 STANDARD + b-old
+  clock_.Advance(absl::Seconds(5));  // the STANDARD jobs and b-new have waited 14 s
+  EXPECT_TRUE(queue_.Remove("b-old"));  // counted as aged: the counts follow
+  EXPECT_EQ(queue_.Ahead(PRIORITY_INTERACTIVE, clock_.Now()), 2u);
+  EXPECT_EQ(queue_.Ahead(PRIORITY_STANDARD, clock_.Now()), 3u);
+}
+
+TEST_F(JobQueueTest, TakeModelTakesOnlyThatModelsJobsQueuedByTheInstant) {
+  ASSERT_TRUE(queue_.Push(Job("a1", PRIORITY_STANDARD, "a")).ok());
+  ASSERT_TRUE(queue_.Push(Job("b1", PRIORITY_BATCH, "b")).ok());
+  clock_.Advance(absl::Seconds(5));
+  ASSERT_TRUE(queue_.Push(Job("a2", PRIORITY_INTERACTIVE, "a")).ok());
+  EXPECT_EQ(queue_.Models(), (std::vector<std::string>{"a", "b"}));
+  std::vector<QueuedJob> taken = queue_.TakeModel("a", clock_.Now() - absl::Seconds(1));
+  ASSERT_EQ(taken.size(), 1u);
+  EXPECT_EQ(taken[0].job_id, "a1");
+  EXPECT_EQ(queue_.TotalSize(), 2u);
+  EXPECT_EQ(queue_.TakeModel("a", clock_.Now()).size(), 1u);
+  EXPECT_EQ(queue_.Models(), (std::vector<std::string>{"b"}));
+}
+
 }  // namespace
 }  // namespace tpdiff::server
