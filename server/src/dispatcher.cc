@@ -52,6 +52,9 @@ Dispatcher::Dispatcher(DispatcherOptions options, const Clock& clock, ModelRegis
       store_(store),
       metrics_(metrics),
       log_(store, metrics),
+      gauges_{&metrics.QueueDepth("interactive"), &metrics.QueueDepth("standard"),
+              &metrics.QueueDepth("batch"), &metrics.Workers("serving"),
+              &metrics.Workers("draining")},
       queue_(queue != nullptr ? std::move(queue)
                               : std::make_unique<PriorityJobQueue>(options.queue_capacity,
                                                                    options.aging_interval)),
@@ -545,13 +548,11 @@ size_t Dispatcher::QueuedJobs() const {
 }
 
 void Dispatcher::UpdateGaugesLocked() {
-  metrics_.QueueDepth("interactive")
-      .Set(static_cast<double>(queue_->Size(tpdiff::v1::PRIORITY_INTERACTIVE)));
-  metrics_.QueueDepth("standard")
-      .Set(static_cast<double>(queue_->Size(tpdiff::v1::PRIORITY_STANDARD)));
-  metrics_.QueueDepth("batch").Set(static_cast<double>(queue_->Size(tpdiff::v1::PRIORITY_BATCH)));
-  metrics_.Workers("serving").Set(static_cast<double>(workers_.serving()));
-  metrics_.Workers("draining").Set(static_cast<double>(workers_.draining()));
+  gauges_.interactive->Set(static_cast<double>(queue_->Size(tpdiff::v1::PRIORITY_INTERACTIVE)));
+  gauges_.standard->Set(static_cast<double>(queue_->Size(tpdiff::v1::PRIORITY_STANDARD)));
+  gauges_.batch->Set(static_cast<double>(queue_->Size(tpdiff::v1::PRIORITY_BATCH)));
+  gauges_.serving->Set(static_cast<double>(workers_.serving()));
+  gauges_.draining->Set(static_cast<double>(workers_.draining()));
 }
 
 }  // namespace tpdiff::server

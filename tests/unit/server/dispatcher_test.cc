@@ -387,6 +387,27 @@ TEST_F(DispatcherTest, BadHelloAndUnknownModels) {
 }
 
 
+TEST_F(DispatcherTest, JobsGoToTheLeastBusyFreeWorkerAndABacklogSpreads) {
+  RecordingChannel w1_channel, w2_channel;
+  Connect(w1_channel, "w1", /*slots=*/2);
+  const uint64_t w2 = Connect(w2_channel, "w2", /*slots=*/2);
+  const std::string a = Submit();
+  const std::string b = Submit();
+  EXPECT_THAT(w1_channel.Assigned(), ::testing::ElementsAre(a));
+  EXPECT_THAT(w2_channel.Assigned(), ::testing::ElementsAre(b));
+  // A worker whose slot frees takes the next queued job itself.
+  const std::string c = Submit();
+  const std::string d = Submit();
+  const std::string queued = Submit();
+  EXPECT_THAT(w1_channel.Assigned(), ::testing::ElementsAre(a, c));
+  EXPECT_THAT(w2_channel.Assigned(), ::testing::ElementsAre(b, d));
+  EXPECT_EQ(dispatcher_.QueuedJobs(), 1u);
+  Send(w2, d, 1, Started());
+  Send(w2, d, 1, Completed({1}));
+  EXPECT_EQ(w2_channel.Assigned().back(), queued);
+  EXPECT_EQ(dispatcher_.RunningJobs(), 4u);
+}
+
 TEST_F(DispatcherTest, JobOfAModelNoWorkerServesFailsAfterTheUnservableTimeout) {
   // "tiny" is known from disk only: the job waits, since a worker may be starting.
   const std::string job = Submit();

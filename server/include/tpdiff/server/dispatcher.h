@@ -163,6 +163,15 @@ class Dispatcher {
   JobStore& store_;
   ServerMetrics& metrics_;
   JobEventLog log_;
+  // Looked up once: a family lookup per message would cost more than the dispatch itself.
+  struct Gauges {
+    prometheus::Gauge* interactive;
+    prometheus::Gauge* standard;
+    prometheus::Gauge* batch;
+    prometheus::Gauge* serving;
+    prometheus::Gauge* draining;
+  };
+  const Gauges gauges_;
 
   mutable absl::Mutex mu_;
   std::unique_ptr<WorkQueue> queue_ ABSL_GUARDED_BY(mu_);
