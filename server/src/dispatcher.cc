@@ -5,7 +5,6 @@
 
 #include <google/protobuf/util/time_util.h>
 
-#include "absl/algorithm/container.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "tpdiff/server/job_queue.h"
@@ -131,17 +130,11 @@ absl::StatusOr<Submission> Dispatcher::Submit(const GenerateRequest& request,
     }
   }
 
-  Job record;
-  record.set_job_id(job_id);
-  record.set_request_id(filled->request_id());
-  *record.mutable_request() = *filled;
-  *record.mutable_created_at() = TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(now));
-  record.set_attempt(1);
-  if (absl::Status created = store_.Create(record, owner.tenant); !created.ok()) {
+  if (absl::Status created = log_.Create(job_id, *filled, owner.tenant, now, ahead);
+      !created.ok()) {
     queue_->Remove(job_id);
     return created;
   }
-  log_.Queued(job_id, ahead);
   ++queued_by_tenant_[owner.tenant];
   pending_models_.insert(job.entry.model);
   active_.emplace(job_id, std::move(job));
@@ -253,9 +246,15 @@ void Dispatcher::OnWorkerMessage(uint64_t connection, const WorkerMessage& messa
     case WorkerMessage::kEvent:
       HandleEventLocked(connection, *worker, message.event(), now);
       break;
-    case WorkerMessage::kHeartbeat:
-      HandleHeartbeatLocked(connection, *worker, message.heartbeat(), now);
+    case WorkerMessage::kHeartbeat: {
+      WorkerRegistry::HeartbeatOutcome outcome =
+          workers_.Heartbeat(connection, message.heartbeat().running_job_ids(), now);
+      for (const std::string& job_id : outcome.not_held) {  // not ours to run: free its slot
+        worker->channel->Send(CancelMessage(job_id, "job is not assigned to this worker"));
+      }
+      if (outcome.freed_slot) pending_workers_.push_back(connection);
       break;
+    }
     default:
       break;  // a repeated Hello changes nothing
   }
@@ -303,30 +302,6 @@ void Dispatcher::HandleEventLocked(uint64_t connection, const WorkerEntry& worke
   }
 }
 
-void Dispatcher::HandleHeartbeatLocked(uint64_t connection, const WorkerEntry& worker,
-                                       const tpdiff::worker::v1::Heartbeat& heartbeat,
-                                       absl::Time now) {
-  const auto& running = heartbeat.running_job_ids();
-  for (const std::string& job_id : running) {
-    auto job = active_.find(job_id);
-    if (job != active_.end() && job->second.worker == connection) {
-      workers_.Confirm(job_id, now);
-    } else if (worker.jobs.count(job_id) == 0) {
-      // Not ours to run: free the worker's slot.
-      worker.channel->Send(CancelMessage(job_id, "job is not assigned to this worker"));
-    }
-  }
-  // Slots held by jobs the front already ended, which the worker no longer runs, are free.
-  std::vector<std::string> freed;
-  for (const auto& [job_id, attempt] : worker.jobs) {
-    auto job = active_.find(job_id);
-    const bool ours = job != active_.end() && job->second.worker == connection;
-    if (!ours && !absl::c_linear_search(running, job_id)) freed.push_back(job_id);
-  }
-  for (const std::string& job_id : freed) workers_.ReleaseSlot(connection, job_id);
-  if (!freed.empty()) pending_workers_.push_back(connection);
-}
-
 void Dispatcher::DisconnectWorker(uint64_t connection, const std::string& reason) {
   absl::MutexLock lock(&mu_);
   RemoveWorkerLocked(connection, "worker_disconnected", reason);
@@ -357,10 +332,7 @@ void Dispatcher::RequeueLocked(const std::string& job_id, const std::string& lab
     job.worker = 0;
   }
   if (static_cast<int>(job.run.attempt) >= options_.max_attempts) {
-    FinishLocked(job_id, JobEventLog::Failed(absl::StatusCode::kUnavailable,
-                                             absl::StrCat("job failed after ", job.run.attempt,
-                                                          " attempts; last: ", reason),
-                                             /*retryable=*/true));
+    FinishLocked(job_id, JobEventLog::AttemptsExhausted(job.run.attempt, reason));
     return;
   }
   const absl::Time now = clock_.Now();
@@ -424,17 +396,9 @@ void Dispatcher::ExpireQueuedLocked(absl::Time now) {
   for (const QueuedJob& expired : queue_->TakeExpired(now)) {
     auto it = active_.find(expired.job_id);
     if (it == active_.end()) continue;
-    if (it->second.call_deadline <= now) {
-      FinishLocked(expired.job_id, JobEventLog::Cancelled("deadline"));
-    } else {
-      FinishLocked(expired.job_id,
-                   JobEventLog::Failed(absl::StatusCode::kDeadlineExceeded,
-                                       absl::StrCat("max_queue_wait of ",
-                                                    absl::FormatDuration(FromProto(
-                                                        it->second.request.max_queue_wait())),
-                                                    " passed before a worker was free"),
-                                       /*retryable=*/true));
-    }
+    FinishLocked(expired.job_id,
+                 JobEventLog::QueueDeadlinePassed(it->second.call_deadline <= now,
+                                                  FromProto(it->second.request.max_queue_wait())));
   }
 }
 
@@ -466,14 +430,9 @@ void Dispatcher::FailUnservableLocked(absl::Time now) {
     const ModelCapacity capacity = workers_.Capacity(model);
     if (capacity.workers > 0 || capacity.unserved_since > cutoff) continue;
     for (const QueuedJob& job : queue_->TakeModel(model, cutoff)) {
-      const absl::Duration waited = now - std::max(job.enqueued_at, capacity.unserved_since);
       FinishLocked(job.job_id,
-                   JobEventLog::Failed(
-                       absl::StatusCode::kFailedPrecondition,
-                       absl::StrFormat("model: no connected worker serves model \"%s\" (waited "
-                                       "%ds)",
-                                       model, absl::ToInt64Seconds(waited)),
-                       /*retryable=*/false));
+                   JobEventLog::Unservable(
+                       model, now - std::max(job.enqueued_at, capacity.unserved_since)));
     }
   }
 }

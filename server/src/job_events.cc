@@ -2,6 +2,11 @@
 
 #include <utility>
 
+#include <google/protobuf/util/time_util.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
 namespace tpdiff::server {
 
 using tpdiff::v1::JobEvent;
@@ -47,10 +52,23 @@ TranslatedEvent TranslateWorkerEvent(JobEvent event, const JobRun& run, absl::Ti
   return out;
 }
 
-void JobEventLog::Queued(const std::string& job_id, size_t position) {
+absl::Status JobEventLog::Create(const std::string& job_id,
+                                 const tpdiff::v1::GenerateRequest& request,
+                                 const std::string& tenant, absl::Time now, size_t position) {
+  tpdiff::v1::Job record;
+  record.set_job_id(job_id);
+  record.set_request_id(request.request_id());
+  *record.mutable_request() = request;
+  *record.mutable_created_at() =
+      google::protobuf::util::TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(now));
+  record.set_attempt(1);
+  if (absl::Status created = store_.Create(std::move(record), tenant); !created.ok()) {
+    return created;
+  }
   JobEvent queued;
   queued.mutable_queued()->set_position(static_cast<uint32_t>(position));
   store_.Append(job_id, std::move(queued)).IgnoreError();  // the job was just created
+  return absl::OkStatus();
 }
 
 void JobEventLog::Requeued(const std::string& job_id, uint32_t attempt, const std::string& label,
@@ -102,6 +120,27 @@ JobEvent JobEventLog::Cancelled(const std::string& source) {
   JobEvent event;
   event.mutable_cancelled()->set_source(source);
   return event;
+}
+
+JobEvent JobEventLog::QueueDeadlinePassed(bool call_deadline, absl::Duration max_queue_wait) {
+  if (call_deadline) return Cancelled("deadline");
+  return Failed(absl::StatusCode::kDeadlineExceeded,
+                absl::StrCat("max_queue_wait of ", absl::FormatDuration(max_queue_wait),
+                             " passed before a worker was free"),
+                /*retryable=*/true);
+}
+
+JobEvent JobEventLog::Unservable(const std::string& model, absl::Duration waited) {
+  return Failed(absl::StatusCode::kFailedPrecondition,
+                absl::StrFormat("model: no connected worker serves model \"%s\" (waited %ds)",
+                                model, absl::ToInt64Seconds(waited)),
+                /*retryable=*/false);
+}
+
+JobEvent JobEventLog::AttemptsExhausted(uint32_t attempts, const std::string& reason) {
+  return Failed(absl::StatusCode::kUnavailable,
+                absl::StrCat("job failed after ", attempts, " attempts; last: ", reason),
+                /*retryable=*/true);
 }
 
 }  // namespace tpdiff::server

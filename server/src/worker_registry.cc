@@ -1,5 +1,7 @@
 #include "tpdiff/server/worker_registry.h"
 
+#include "absl/algorithm/container.h"
+
 namespace tpdiff::server {
 
 void WorkerRegistry::Account(uint64_t connection, const WorkerEntry& worker, int sign,
@@ -138,6 +140,31 @@ bool WorkerRegistry::ReleaseSlot(uint64_t connection, const std::string& job_id,
   it->second.jobs.erase(held);
   Reload(connection, it->second, it->second.jobs.size() + 1);
   return true;
+}
+
+WorkerRegistry::HeartbeatOutcome WorkerRegistry::Heartbeat(
+    uint64_t connection, const google::protobuf::RepeatedPtrField<std::string>& running,
+    absl::Time now) {
+  HeartbeatOutcome outcome;
+  auto it = workers_.find(connection);
+  if (it == workers_.end()) return outcome;
+  auto leased_here = [&](const std::string& job_id) {
+    auto lease = leases_.find(job_id);
+    return lease != leases_.end() && lease->second.connection == connection;
+  };
+  for (const std::string& job_id : running) {
+    if (leased_here(job_id)) {
+      Confirm(job_id, now);
+    } else if (it->second.jobs.count(job_id) == 0) {
+      outcome.not_held.push_back(job_id);
+    }
+  }
+  std::vector<std::string> ended;
+  for (const auto& [job_id, attempt] : it->second.jobs) {
+    if (!leased_here(job_id) && !absl::c_linear_search(running, job_id)) ended.push_back(job_id);
+  }
+  for (const std::string& job_id : ended) outcome.freed_slot |= ReleaseSlot(connection, job_id);
+  return outcome;
 }
 
 void WorkerRegistry::Lease(const std::string& job_id, uint64_t connection, absl::Time now) {

@@ -64,11 +64,14 @@ TEST(JobEventLogTest, RecordsAppendsAndEndsTheJobOnce) {
   prometheus::Registry registry;
   ServerMetrics metrics(registry);
   JobEventLog log(store, metrics);
-  tpdiff::v1::Job job;
-  job.set_job_id("job-1");
-  ASSERT_TRUE(store.Create(job).ok());
-  log.Queued("job-1", 3);
+  tpdiff::v1::GenerateRequest request;
+  request.set_request_id("key");
+  ASSERT_TRUE(log.Create("job-1", request, "acme", clock.Now(), 3).ok());
+  EXPECT_EQ(log.Create("job-1", request, "acme", clock.Now(), 3).code(),
+            absl::StatusCode::kAlreadyExists);
   EXPECT_EQ(store.Next("job-1", 0)->event->queued().position(), 3u);
+  EXPECT_EQ(store.FindByRequestId("acme", "key"), "job-1");
+  EXPECT_EQ(store.Get("job-1")->attempt(), 1u);
   log.Requeued("job-1", 2, "lease_expired", "lease expired");
   EXPECT_EQ(store.Get("job-1")->attempt(), 2u);
 

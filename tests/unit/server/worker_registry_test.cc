@@ -109,5 +109,25 @@ TEST_F(WorkerRegistryTest, SilentWorkersAndUnconfirmedLeasesOldestFirst) {
               ElementsAre(w2));
 }
 
+TEST_F(WorkerRegistryTest, HeartbeatRenewsLeasesFreesEndedSlotsAndNamesJobsNotHeld) {
+  const uint64_t w = Add("w1", {"a"}, 3);
+  registry_.HoldSlot(w, "running", 1);
+  registry_.Lease("running", w, clock_.Now());
+  registry_.HoldSlot(w, "cancelled-still-running", 1);  // no lease: the front ended it
+  registry_.HoldSlot(w, "cancelled-and-stopped", 1);
+  clock_.Advance(absl::Seconds(8));
+  google::protobuf::RepeatedPtrField<std::string> running;
+  for (const char* id : {"running", "cancelled-still-running", "stranger"}) *running.Add() = id;
+  WorkerRegistry::HeartbeatOutcome outcome = registry_.Heartbeat(w, running, clock_.Now());
+  EXPECT_THAT(outcome.not_held, ElementsAre("stranger"));
+  EXPECT_TRUE(outcome.freed_slot);
+  EXPECT_THAT(registry_.Find(w)->jobs,
+              ::testing::UnorderedElementsAre(::testing::Key("running"),
+                                              ::testing::Key("cancelled-still-running")));
+  clock_.Advance(absl::Seconds(5));  // renewed 5 s ago
+  EXPECT_THAT(registry_.UnconfirmedLeases(clock_.Now(), absl::Seconds(10)), IsEmpty());
+  EXPECT_FALSE(registry_.Heartbeat(w, running, clock_.Now()).freed_slot);
+}
+
 }  // namespace
 }  // namespace tpdiff::server

@@ -151,9 +151,6 @@ class Dispatcher {
   void HandleEventLocked(uint64_t connection, const WorkerEntry& worker,
                          const tpdiff::worker::v1::WorkerEvent& event, absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void HandleHeartbeatLocked(uint64_t connection, const WorkerEntry& worker,
-                             const tpdiff::worker::v1::Heartbeat& heartbeat, absl::Time now)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // O(1): the counts are kept by the queue and the worker registry.
   void UpdateGaugesLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 

@@ -50,7 +50,10 @@ class JobEventLog {
  public:
   JobEventLog(JobStore& store, ServerMetrics& metrics) : store_(store), metrics_(metrics) {}
 
-  void Queued(const std::string& job_id, size_t position);
+  // Stores the new job (QUEUED, attempt 1, owned by `tenant`) with its Queued event at
+  // `position`. ALREADY_EXISTS when the job id is taken.
+  absl::Status Create(const std::string& job_id, const tpdiff::v1::GenerateRequest& request,
+                      const std::string& tenant, absl::Time now, size_t position);
   // `label` is the bounded metric reason, `reason` the text clients see.
   void Requeued(const std::string& job_id, uint32_t attempt, const std::string& label,
                 const std::string& reason);
@@ -64,6 +67,13 @@ class JobEventLog {
   static tpdiff::v1::JobEvent Failed(absl::StatusCode code, const std::string& message,
                                      bool retryable);
   static tpdiff::v1::JobEvent Cancelled(const std::string& source);
+  // The ends of a queued job the front decides: its call's deadline passed (Cancelled
+  // "deadline") or else its max_queue_wait; no serving worker had its model for `waited`; it
+  // lost its worker `attempts` times, the last for `reason`.
+  static tpdiff::v1::JobEvent QueueDeadlinePassed(bool call_deadline,
+                                                  absl::Duration max_queue_wait);
+  static tpdiff::v1::JobEvent Unservable(const std::string& model, absl::Duration waited);
+  static tpdiff::v1::JobEvent AttemptsExhausted(uint32_t attempts, const std::string& reason);
 
  private:
   JobStore& store_;

@@ -93,6 +93,18 @@ class WorkerRegistry {
   bool ReleaseSlot(uint64_t connection, const std::string& job_id,
                    std::optional<uint32_t> attempt = std::nullopt);
 
+  // A heartbeat listing the jobs the worker runs: renews the leases of those leased on this
+  // connection and frees the slots of jobs without a lease here that it no longer runs (jobs
+  // the front ended or moved). `not_held`: listed jobs holding no slot here, which the worker
+  // should stop.
+  struct HeartbeatOutcome {
+    std::vector<std::string> not_held;
+    bool freed_slot = false;
+  };
+  HeartbeatOutcome Heartbeat(uint64_t connection,
+                             const google::protobuf::RepeatedPtrField<std::string>& running,
+                             absl::Time now);
+
   // Leases. Lease starts or renews the job's lease on `connection`; Confirm renews it
   // (ignored when there is none); EndLease forgets it.
   void Lease(const std::string& job_id, uint64_t connection, absl::Time now);
