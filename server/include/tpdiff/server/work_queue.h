@@ -28,8 +28,9 @@ struct QueuedJob {
 //
 // Ownership: holds copies of QueuedJob. Thread safety: none required; the owner (Dispatcher)
 // calls every method with its own mutex held, so implementations must not call back into it.
-// Cost: implementations keep every method except TakeAll sub-linear in the queue length, since
-// the Dispatcher calls them on every submit and on every freed worker slot.
+// Cost: the Dispatcher calls Push, Pop, Ahead, TakeExpired and the sizes on every submit and
+// freed worker slot, so implementations keep them sub-linear in the queue length; TakeModel
+// may be linear in that model's jobs, TakeAll in all jobs (periodic work and shutdown).
 class WorkQueue {
  public:
   virtual ~WorkQueue() = default;
