@@ -37,6 +37,7 @@ ABSL_FLAG(absl::Duration, aging_interval, absl::Seconds(10), "waiting this long 
 ABSL_FLAG(int, max_attempts, 3, "runs of a job that lost its worker before it fails");
 ABSL_FLAG(absl::Duration, heartbeat_interval, absl::Seconds(2), "worker heartbeat period (sent in Welcome)");
 ABSL_FLAG(absl::Duration, lease_timeout, absl::Seconds(10), "worker/job silence before its jobs are re-queued");
+ABSL_FLAG(absl::Duration, unservable_model_timeout, absl::Seconds(60), "bound on a queued job's wait while no connected worker serves its model (also a model known only from --models-dir): then it fails with FAILED_PRECONDITION");
 ABSL_FLAG(absl::Duration, job_ttl, absl::Hours(1), "how long finished jobs and videos are kept");
 ABSL_FLAG(int64_t, job_store_bytes, int64_t{1} << 30, "byte budget of stored events and videos");
 ABSL_FLAG(absl::Duration, grace_period, absl::Seconds(30), "on SIGTERM, how long running jobs may finish");
@@ -133,6 +134,7 @@ int main(int raw_argc, char** raw_argv) {
   options.dispatcher.max_attempts = absl::GetFlag(FLAGS_max_attempts);
   options.dispatcher.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);
   options.dispatcher.lease_timeout = absl::GetFlag(FLAGS_lease_timeout);
+  options.dispatcher.unservable_timeout = absl::GetFlag(FLAGS_unservable_model_timeout);
   options.job_ttl = absl::GetFlag(FLAGS_job_ttl);
   options.job_store_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_job_store_bytes));
   options.max_receive_message_bytes = absl::GetFlag(FLAGS_max_receive_message_bytes);

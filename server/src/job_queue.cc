@@ -1,7 +1,7 @@
 #include "tpdiff/server/job_queue.h"
 
 #include <algorithm>
-#include <cmath>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 
@@ -34,107 +34,189 @@ bool PriorityJobQueue::Before(const QueuedJob& a, const QueuedJob& b, absl::Time
   return Level(a.priority) < Level(b.priority);
 }
 
+void PriorityJobQueue::Insert(QueuedJob job, int64_t seq) {
+  const int level = Level(job.priority);
+  fifos_[level][job.model].emplace(seq, job.job_id);
+  ++sizes_[level];
+  if (job.deadline != absl::InfiniteFuture()) deadlines_.emplace(job.deadline, job.job_id);
+  for (int k = 1; k <= level; ++k) not_aged_[level][k].emplace(job.enqueued_at, seq);
+  const std::string id = job.job_id;
+  entries_[id] = Entry{std::move(job), level, seq, 0};
+}
+
+QueuedJob PriorityJobQueue::Erase(std::unordered_map<std::string, Entry>::iterator it) {
+  Entry& entry = it->second;
+  const int level = entry.level;
+  auto fifo = fifos_[level].find(entry.job.model);
+  fifo->second.erase(entry.seq);
+  if (fifo->second.empty()) fifos_[level].erase(fifo);
+  --sizes_[level];
+  if (entry.job.deadline != absl::InfiniteFuture()) {
+    deadlines_.erase({entry.job.deadline, entry.job.job_id});
+  }
+  for (int k = 1; k <= level; ++k) {
+    if (entry.aged_bits & (1u << k)) {
+      --aged_[level][k];
+    } else {
+      not_aged_[level][k].erase({entry.job.enqueued_at, entry.seq});
+    }
+  }
+  QueuedJob job = std::move(entry.job);
+  entries_.erase(it);
+  return job;
+}
+
 absl::Status PriorityJobQueue::Push(QueuedJob job) {
-  std::deque<QueuedJob>& queue = queues_[Level(job.priority)];
-  if (queue.size() >= capacity_) {
+  const int level = Level(job.priority);
+  if (sizes_[level] >= capacity_) {
     return absl::ResourceExhaustedError(
         absl::StrCat("queue for priority ", tpdiff::v1::Priority_Name(job.priority),
                      " is full (", capacity_, " jobs)"));
   }
-  queue.push_back(std::move(job));
+  Insert(std::move(job), ++back_seq_[level]);
   return absl::OkStatus();
 }
 
 void PriorityJobQueue::PushFront(QueuedJob job) {
-  queues_[Level(job.priority)].push_front(std::move(job));
+  const int level = Level(job.priority);
+  Insert(std::move(job), --front_seq_[level]);
 }
 
-std::optional<QueuedJob> PriorityJobQueue::Pop(
-    absl::Time now, const std::function<bool(const QueuedJob&)>& eligible) {
-  // The candidate of each priority is its first eligible job (FIFO within a priority);
-  // candidates compete by effective level.
-  std::deque<QueuedJob>* best_queue = nullptr;
-  std::deque<QueuedJob>::iterator best;
-  for (std::deque<QueuedJob>& queue : queues_) {
-    auto it = std::find_if(queue.begin(), queue.end(), eligible);
-    if (it == queue.end()) continue;
-    if (best_queue == nullptr || Before(*it, *best, now)) {
-      best_queue = &queue;
-      best = it;
+std::optional<QueuedJob> PriorityJobQueue::Pop(absl::Time now,
+                                               const std::set<std::string>& models) {
+  // The candidate of each priority is its first job of a served model (FIFO within a
+  // priority); candidates compete by effective level.
+  const Entry* best = nullptr;
+  for (int level = 0; level < kLevels; ++level) {
+    const std::string* first = nullptr;
+    int64_t first_seq = std::numeric_limits<int64_t>::max();
+    for (const std::string& model : models) {
+      auto fifo = fifos_[level].find(model);
+      if (fifo == fifos_[level].end()) continue;
+      const auto& [seq, id] = *fifo->second.begin();
+      if (seq < first_seq) {
+        first_seq = seq;
+        first = &id;
+      }
     }
+    if (first == nullptr) continue;
+    const Entry& candidate = entries_.at(*first);
+    if (best == nullptr || Before(candidate.job, best->job, now)) best = &candidate;
   }
-  if (best_queue == nullptr) return std::nullopt;
-  QueuedJob job = std::move(*best);
-  best_queue->erase(best);
-  return job;
+  if (best == nullptr) return std::nullopt;
+  return Erase(entries_.find(best->job.job_id));
 }
 
 bool PriorityJobQueue::Remove(const std::string& job_id) {
-  for (std::deque<QueuedJob>& queue : queues_) {
-    auto it = std::find_if(queue.begin(), queue.end(),
-                           [&](const QueuedJob& j) { return j.job_id == job_id; });
-    if (it != queue.end()) {
-      queue.erase(it);
-      return true;
-    }
-  }
-  return false;
+  auto it = entries_.find(job_id);
+  if (it == entries_.end()) return false;
+  Erase(it);
+  return true;
 }
 
 std::vector<QueuedJob> PriorityJobQueue::TakeExpired(absl::Time now) {
   std::vector<QueuedJob> expired;
-  for (std::deque<QueuedJob>& queue : queues_) {
-    auto keep = std::stable_partition(queue.begin(), queue.end(),
-                                      [&](const QueuedJob& j) { return j.deadline > now; });
-    std::move(keep, queue.end(), std::back_inserter(expired));
-    queue.erase(keep, queue.end());
+  while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
+    expired.push_back(Erase(entries_.find(deadlines_.begin()->second)));
   }
   return expired;
 }
 
-std::optional<size_t> PriorityJobQueue::Position(const std::string& job_id,
-                                                 absl::Time now) const {
-  const QueuedJob* target = nullptr;
-  size_t index_in_queue = 0;
-  for (const std::deque<QueuedJob>& queue : queues_) {
-    for (size_t i = 0; i < queue.size(); ++i) {
-      if (queue[i].job_id == job_id) {
-        target = &queue[i];
-        index_in_queue = i;
-      }
+std::vector<QueuedJob> PriorityJobQueue::TakeModel(const std::string& model,
+                                                   absl::Time enqueued_by) {
+  std::vector<std::string> ids;
+  for (const auto& level : fifos_) {
+    auto fifo = level.find(model);
+    if (fifo == level.end()) continue;
+    for (const auto& [seq, id] : fifo->second) {
+      if (entries_.at(id).job.enqueued_at <= enqueued_by) ids.push_back(id);
     }
   }
-  if (target == nullptr) return std::nullopt;
+  std::vector<QueuedJob> taken;
+  for (const std::string& id : ids) taken.push_back(Erase(entries_.find(id)));
+  return taken;
+}
+
+std::vector<std::string> PriorityJobQueue::Models() const {
+  std::set<std::string> models;
+  for (const auto& level : fifos_) {
+    for (const auto& [model, fifo] : level) models.insert(model);
+  }
+  return {models.begin(), models.end()};
+}
+
+void PriorityJobQueue::AdvanceAging(int level, int k, absl::Time now) {
+  const absl::Time aged_by = now - k * aging_interval_;
+  std::set<AgeKey>& pending = not_aged_[level][k];
+  while (!pending.empty() && pending.begin()->first <= aged_by) {
+    // Keys are unique per level by seq; find the entry through its FIFO.
+    const int64_t seq = pending.begin()->second;
+    for (auto& [model, fifo] : fifos_[level]) {
+      auto it = fifo.find(seq);
+      if (it == fifo.end()) continue;
+      entries_.at(it->second).aged_bits |= 1u << k;
+      break;
+    }
+    ++aged_[level][k];
+    pending.erase(pending.begin());
+  }
+}
+
+size_t PriorityJobQueue::Ahead(tpdiff::v1::Priority priority, absl::Time now) {
+  // A new job goes behind its own FIFO and behind every higher priority. A job of a lower
+  // priority (level l > own) sorts before it once aged by l - own intervals: then its
+  // effective level is at most the new job's and it is older.
+  const int own = Level(priority);
+  size_t ahead = 0;
+  for (int level = 0; level <= own; ++level) ahead += sizes_[level];
+  if (aging_interval_ <= absl::ZeroDuration()) return ahead;
+  for (int level = own + 1; level < kLevels; ++level) {
+    const int k = level - own;
+    AdvanceAging(level, k, now);
+    ahead += aged_[level][k];
+  }
+  return ahead;
+}
+
+std::optional<size_t> PriorityJobQueue::Position(const std::string& job_id,
+                                                 absl::Time now) const {
+  auto target = entries_.find(job_id);
+  if (target == entries_.end()) return std::nullopt;
+  const Entry& own = target->second;
   // Jobs ahead in its own FIFO, plus jobs of other priorities that sort before it.
-  size_t ahead = index_in_queue;
-  const std::deque<QueuedJob>& own = queues_[Level(target->priority)];
-  for (const std::deque<QueuedJob>& queue : queues_) {
-    if (&queue == &own) continue;
-    for (const QueuedJob& job : queue) ahead += Before(job, *target, now) ? 1 : 0;
+  size_t ahead = 0;
+  for (const auto& [id, entry] : entries_) {
+    if (entry.level == own.level) {
+      ahead += entry.seq < own.seq ? 1 : 0;
+    } else {
+      ahead += Before(entry.job, own.job, now) ? 1 : 0;
+    }
   }
   return ahead;
 }
 
 size_t PriorityJobQueue::Size(tpdiff::v1::Priority priority) const {
-  return queues_[Level(priority)].size();
+  return sizes_[Level(priority)];
 }
 
-size_t PriorityJobQueue::TotalSize() const {
-  size_t total = 0;
-  for (const auto& queue : queues_) total += queue.size();
-  return total;
-}
+size_t PriorityJobQueue::TotalSize() const { return entries_.size(); }
 
 bool PriorityJobQueue::Full(tpdiff::v1::Priority priority) const {
-  return queues_[Level(priority)].size() >= capacity_;
+  return sizes_[Level(priority)] >= capacity_;
 }
 
 std::vector<QueuedJob> PriorityJobQueue::TakeAll() {
   std::vector<QueuedJob> all;
-  for (auto& queue : queues_) {
-    std::move(queue.begin(), queue.end(), std::back_inserter(all));
-    queue.clear();
+  all.reserve(entries_.size());
+  for (auto& [id, entry] : entries_) all.push_back(std::move(entry.job));
+  entries_.clear();
+  for (auto& level : fifos_) level.clear();
+  sizes_.fill(0);
+  deadlines_.clear();
+  for (auto& level : not_aged_) {
+    for (auto& pending : level) pending.clear();
   }
+  for (auto& level : aged_) level.fill(0);
   return all;
 }
 

@@ -386,6 +386,69 @@ TEST_F(DispatcherTest, BadHelloAndUnknownModels) {
   EXPECT_EQ(list.models(1).ready_workers(), 0u);
 }
 
+
+TEST_F(DispatcherTest, JobsGoToTheLeastBusyFreeWorkerAndABacklogSpreads) {
+  RecordingChannel w1_channel, w2_channel;
+  Connect(w1_channel, "w1", /*slots=*/2);
+  const uint64_t w2 = Connect(w2_channel, "w2", /*slots=*/2);
+  const std::string a = Submit();
+  const std::string b = Submit();
+  EXPECT_THAT(w1_channel.Assigned(), ::testing::ElementsAre(a));
+  EXPECT_THAT(w2_channel.Assigned(), ::testing::ElementsAre(b));
+  // A worker whose slot frees takes the next queued job itself.
+  const std::string c = Submit();
+  const std::string d = Submit();
+  const std::string queued = Submit();
+  EXPECT_THAT(w1_channel.Assigned(), ::testing::ElementsAre(a, c));
+  EXPECT_THAT(w2_channel.Assigned(), ::testing::ElementsAre(b, d));
+  EXPECT_EQ(dispatcher_.QueuedJobs(), 1u);
+  Send(w2, d, 1, Started());
+  Send(w2, d, 1, Completed({1}));
+  EXPECT_EQ(w2_channel.Assigned().back(), queued);
+  EXPECT_EQ(dispatcher_.RunningJobs(), 4u);
+}
+
+TEST_F(DispatcherTest, JobOfAModelNoWorkerServesFailsAfterTheUnservableTimeout) {
+  // "tiny" is known from disk only: the job waits, since a worker may be starting.
+  const std::string job = Submit();
+  clock_.Advance(absl::Seconds(59));
+  dispatcher_.Tick();
+  EXPECT_EQ(State(job), tpdiff::v1::JOB_STATE_QUEUED);
+  clock_.Advance(absl::Seconds(2));
+  dispatcher_.Tick();
+  tpdiff::v1::Job failed = *store_.Get(job);
+  EXPECT_EQ(failed.state(), tpdiff::v1::JOB_STATE_FAILED);
+  EXPECT_EQ(failed.error(), "model: no connected worker serves model \"tiny\" (waited 61s)");
+  EXPECT_EQ(store_.Next(job, 1)->event->failed().code(),
+            static_cast<int>(absl::StatusCode::kFailedPrecondition));
+  EXPECT_EQ(dispatcher_.QueuedJobs(), 0u);
+}
+
+TEST_F(DispatcherTest, UnservableTimeoutCountsFromTheLastWorkerOfTheModelLeaving) {
+  RecordingChannel channel;
+  const uint64_t w = Connect(channel, "w1");
+  const std::string running = Submit();
+  const std::string queued = Submit();
+  clock_.Advance(absl::Seconds(100));  // queued long, but the model was served
+  Heartbeat(w, {running});
+  dispatcher_.Tick();
+  EXPECT_EQ(State(queued), tpdiff::v1::JOB_STATE_QUEUED);
+  dispatcher_.DisconnectWorker(w, "gone");  // `running` is re-queued in front
+  clock_.Advance(absl::Seconds(30));
+  dispatcher_.Tick();
+  EXPECT_EQ(dispatcher_.QueuedJobs(), 2u);
+  // A worker of the model arriving in time gets the jobs.
+  RecordingChannel late;
+  const uint64_t w2 = Connect(late, "w2");
+  EXPECT_THAT(late.Assigned(), ::testing::ElementsAre(running));
+  dispatcher_.DisconnectWorker(w2, "gone too");
+  clock_.Advance(absl::Seconds(60));
+  dispatcher_.Tick();
+  EXPECT_EQ(dispatcher_.QueuedJobs(), 0u);
+  EXPECT_THAT(store_.Get(queued)->error(), HasSubstr("model \"tiny\" (waited 60s)"));
+  EXPECT_THAT(store_.Get(running)->error(), HasSubstr("no connected worker serves"));
+}
+
 }  // namespace
 }  // namespace tpdiff::server
 

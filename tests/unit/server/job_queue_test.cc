@@ -11,7 +11,6 @@ using tpdiff::v1::PRIORITY_BATCH;
 using tpdiff::v1::PRIORITY_INTERACTIVE;
 using tpdiff::v1::PRIORITY_STANDARD;
 
-bool Any(const QueuedJob&) { return true; }
 
 class JobQueueTest : public ::testing::Test {
  protected:
@@ -19,7 +18,7 @@ class JobQueueTest : public ::testing::Test {
     return QueuedJob{id, priority, model, clock_.Now()};
   }
   std::string PopId() {
-    std::optional<QueuedJob> job = queue_.Pop(clock_.Now(), Any);
+    std::optional<QueuedJob> job = queue_.Pop(clock_.Now(), {"m"});
     return job ? job->job_id : "";
   }
   FakeClock clock_;
@@ -76,10 +75,10 @@ TEST_F(JobQueueTest, PopSkipsJobsTheWorkerCannotRun) {
   ASSERT_TRUE(queue_.Push(Job("a", PRIORITY_INTERACTIVE, "model-a")).ok());
   ASSERT_TRUE(queue_.Push(Job("b", PRIORITY_STANDARD, "model-b")).ok());
   std::optional<QueuedJob> job =
-      queue_.Pop(clock_.Now(), [](const QueuedJob& j) { return j.model == "model-b"; });
+      queue_.Pop(clock_.Now(), {"model-b"});
   ASSERT_TRUE(job.has_value());
   EXPECT_EQ(job->job_id, "b");
-  EXPECT_FALSE(queue_.Pop(clock_.Now(), [](const QueuedJob& j) { return j.model == "c"; }));
+  EXPECT_FALSE(queue_.Pop(clock_.Now(), {"c"}));
   EXPECT_EQ(queue_.TotalSize(), 1u);
 }
 
@@ -98,6 +97,45 @@ TEST_F(JobQueueTest, RemoveAndExpire) {
   EXPECT_EQ(expired[0].job_id, "soon");
   EXPECT_EQ(queue_.TotalSize(), 1u);
   EXPECT_FALSE(queue_.Position("soon", clock_.Now()).has_value());
+}
+
+
+TEST_F(JobQueueTest, AheadOfANewJobIsItsPositionOnceQueued) {
+  // A mix of priorities and ages, a re-queued job in front, and one job aged past STANDARD.
+  ASSERT_TRUE(queue_.Push(Job("b-old", PRIORITY_BATCH)).ok());
+  clock_.Advance(absl::Seconds(12));
+  ASSERT_TRUE(queue_.Push(Job("b-new", PRIORITY_BATCH)).ok());
+  ASSERT_TRUE(queue_.Push(Job("s1", PRIORITY_STANDARD)).ok());
+  queue_.PushFront(Job("s-requeued", PRIORITY_STANDARD));
+  clock_.Advance(absl::Seconds(9));  // b-old has waited 21 s: two levels
+  int n = 0;
+  for (tpdiff::v1::Priority priority : {PRIORITY_INTERACTIVE, PRIORITY_STANDARD, PRIORITY_BATCH}) {
+    const std::string id = "new-" + std::to_string(n++);
+    const size_t ahead = queue_.Ahead(priority, clock_.Now());
+    ASSERT_TRUE(queue_.Push(Job(id, priority)).ok());
+    EXPECT_EQ(queue_.Position(id, clock_.Now()), ahead) << tpdiff::v1::Priority_Name(priority);
+    EXPECT_TRUE(queue_.Remove(id));
+  }
+  EXPECT_EQ(queue_.Ahead(PRIORITY_INTERACTIVE, clock_.Now()), 1u);  // b-old only
+  EXPECT_EQ(queue_.Ahead(PRIORITY_STANDARD, clock_.Now()), 3u);     // 2 STANDARD + b-old
+  clock_.Advance(absl::Seconds(5));  // the STANDARD jobs and b-new have waited 14 s
+  EXPECT_TRUE(queue_.Remove("b-old"));  // counted as aged: the counts follow
+  EXPECT_EQ(queue_.Ahead(PRIORITY_INTERACTIVE, clock_.Now()), 2u);
+  EXPECT_EQ(queue_.Ahead(PRIORITY_STANDARD, clock_.Now()), 3u);
+}
+
+TEST_F(JobQueueTest, TakeModelTakesOnlyThatModelsJobsQueuedByTheInstant) {
+  ASSERT_TRUE(queue_.Push(Job("a1", PRIORITY_STANDARD, "a")).ok());
+  ASSERT_TRUE(queue_.Push(Job("b1", PRIORITY_BATCH, "b")).ok());
+  clock_.Advance(absl::Seconds(5));
+  ASSERT_TRUE(queue_.Push(Job("a2", PRIORITY_INTERACTIVE, "a")).ok());
+  EXPECT_EQ(queue_.Models(), (std::vector<std::string>{"a", "b"}));
+  std::vector<QueuedJob> taken = queue_.TakeModel("a", clock_.Now() - absl::Seconds(1));
+  ASSERT_EQ(taken.size(), 1u);
+  EXPECT_EQ(taken[0].job_id, "a1");
+  EXPECT_EQ(queue_.TotalSize(), 2u);
+  EXPECT_EQ(queue_.TakeModel("a", clock_.Now()).size(), 1u);
+  EXPECT_EQ(queue_.Models(), (std::vector<std::string>{"b"}));
 }
 
 }  // namespace

@@ -2,42 +2,29 @@
 #define TPDIFF_SERVER_DISPATCHER_H_
 
 #include <cstdint>
-#include <deque>
-#include <map>
 #include <memory>
-#include <optional>
 #include <set>
 #include <string>
+#include <unordered_map>
+#include <vector>
 
 #include "absl/random/random.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "tpdiff/server/admission.h"
 #include "tpdiff/server/clock.h"
-#include "tpdiff/server/job_queue.h"
+#include "tpdiff/server/job_events.h"
 #include "tpdiff/server/job_store.h"
 #include "tpdiff/server/metrics.h"
 #include "tpdiff/server/model_registry.h"
+#include "tpdiff/server/work_queue.h"
+#include "tpdiff/server/worker_registry.h"
 #include "tpdiff/v1/video_generation.pb.h"
 #include "tpdiff/worker/v1/worker.pb.h"
 
 namespace tpdiff::server {
-
-// A connected worker's stream as the Dispatcher sees it (the gRPC reactor in production, a
-// recorder in tests).
-//
-// Thread safety: the Dispatcher calls these with its own lock held, so implementations must
-// not block and must never call back into the Dispatcher from inside them.
-class WorkerChannel {
- public:
-  virtual ~WorkerChannel() = default;
-  // Queues a message for the worker, in order.
-  virtual void Send(tpdiff::worker::v1::DispatchMessage message) = 0;
-  // Ends the stream with `status` (lease expired, replaced). The Dispatcher has already
-  // forgotten the worker and will not use the channel again.
-  virtual void Close(const absl::Status& status) = 0;
-};
 
 struct DispatcherOptions {
   size_t queue_capacity = 64;                     // per priority
@@ -48,6 +35,9 @@ struct DispatcherOptions {
   // heartbeat listing it) this long is re-queued.
   absl::Duration lease_timeout = absl::Seconds(10);
   size_t recent_jobs_for_estimate = 16;  // completed jobs averaged for the wait estimate
+  // A queued job whose model no serving worker has announced for this long fails with
+  // FAILED_PRECONDITION (a model known only from disk included: its worker may be starting).
+  absl::Duration unservable_timeout = absl::Seconds(60);
 };
 
 // Who submits a job: the owning tenant and its bound on queued jobs.
@@ -61,17 +51,21 @@ struct Submission {
   bool existing = false;  // the request_id matched a stored job; nothing new was queued
 };
 
-// The front's state machine: admission, the queue, leases of jobs to workers, re-queues,
-// cancellation, and translation of worker events into each job's event log.
+// The front's state machine, composed of small parts: admission (admission.h), the queue
+// (WorkQueue), the workers and leases (WorkerRegistry) and the translation of worker events
+// into job events (job_events.h). It decides when jobs move between them: on a queued job it
+// offers the job to a free worker of its model, on a freed slot it offers the worker the
+// next job; a message that changes neither (a heartbeat of an idle worker) costs O(log n).
 //
-// Ownership: borrows the clock, registry, store and metrics (they must outlive it); owns the
-// queue. Thread safety: every public method is thread-safe and never blocks on I/O. Lock
-// order: Dispatcher::mu_ -> WorkerChannel / JobWatcher locks -> JobStore lock; callers must
-// not hold a reactor lock when calling in.
+// Ownership: borrows the clock, model registry, store and metrics (they must outlive it);
+// owns the queue and the worker registry. Thread safety: every public method is thread-safe
+// and never blocks on I/O. Lock order: Dispatcher::mu_ -> WorkerChannel / JobWatcher locks
+// -> JobStore lock; callers must not hold a reactor lock when calling in.
 class Dispatcher {
  public:
+  // `queue` null: an in-memory PriorityJobQueue of options.queue_capacity per priority.
   Dispatcher(DispatcherOptions options, const Clock& clock, ModelRegistry& models,
-             JobStore& store, ServerMetrics& metrics);
+             JobStore& store, ServerMetrics& metrics, std::unique_ptr<WorkQueue> queue = nullptr);
 
   // Validates, fills defaults, applies idempotency and admission, stores the job with its
   // Queued event (seq 1) and hands it to a free worker if there is one. `call_deadline`
@@ -98,7 +92,7 @@ class Dispatcher {
   void DisconnectWorker(uint64_t connection, const std::string& reason);
 
   // Periodic work, driven by the server's ticker (or a test after advancing a FakeClock):
-  // queue deadlines, leases, job store eviction.
+  // queue deadlines, leases, jobs of models no worker serves, job store eviction.
   void Tick();
 
   // Shutdown steps. StopAdmitting: Submit answers UNAVAILABLE and Ready() is false.
@@ -122,67 +116,69 @@ class Dispatcher {
   struct ActiveJob {
     tpdiff::v1::GenerateRequest request;  // validated, defaults filled in
     std::string tenant;
-    QueuedJob entry;                      // priority, model, aging start, deadline
-    absl::Time created_at;
+    QueuedJob entry;  // priority, model, aging start, deadline
     absl::Time queued_at;  // admission or last re-queue
     absl::Time call_deadline = absl::InfiniteFuture();
-    uint32_t attempt = 1;
-    uint64_t worker = 0;  // connection running it; 0 = queued
-    absl::Time assigned_at;
-    absl::Time last_confirmed;
-    bool preview_seen = false;
-  };
-  struct Worker {
-    std::string worker_id;
-    std::set<std::string> models;
-    uint32_t slots = 1;
-    WorkerChannel* channel = nullptr;
-    bool draining = false;
-    absl::Time last_seen;
-    std::map<std::string, uint32_t> jobs;  // job id -> attempt, holding a slot
+    bool queued = true;    // in the queue (counted in queued_by_tenant_)
+    uint64_t worker = 0;   // connection running it (holding its lease); 0 = not running
+    JobRun run;            // attempt, times, worker of the current run
   };
 
   absl::Time QueueDeadline(const ActiveJob& job, absl::Time from) const;
-  absl::Status AdmitLocked(const QueuedJob& entry, absl::Time now, const ActiveJob& job)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Assigns queued jobs to free workers: first to the workers in pending_workers_ (a slot
+  // freed), then to free workers of the models in pending_models_ (a job was queued).
+  // Expires queue deadlines first.
   void DispatchLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void AssignLocked(uint64_t connection, Worker& worker, ActiveJob& job, const std::string& id)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Pops the worker's next job and assigns it; false when the queue has none for it.
+  bool AssignNextLocked(uint64_t connection, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SetQueuedLocked(ActiveJob& job, bool queued) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ExpireQueuedLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ExpireLeasesLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FailUnservableLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Puts a job that lost its worker back at the front of its priority, or fails it after
   // max_attempts. `label` is the bounded metric reason, `reason` the text clients see.
   void RequeueLocked(const std::string& job_id, const std::string& label,
                      const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RemoveWorkerLocked(uint64_t connection, const std::string& label,
                           const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Appends the terminal event, forgets the job and records metrics.
+  // Appends the terminal event and forgets the job.
   void FinishLocked(const std::string& job_id, tpdiff::v1::JobEvent event)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Forgets an ended job: its lease, its place in the tenant's queued count.
+  void ForgetLocked(const std::string& job_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void CancelLocked(const std::string& job_id, const std::string& source)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void HandleEventLocked(uint64_t connection, Worker& worker,
-                         const tpdiff::worker::v1::WorkerEvent& event)
+  void HandleEventLocked(uint64_t connection, const WorkerEntry& worker,
+                         const tpdiff::worker::v1::WorkerEvent& event, absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void HandleHeartbeatLocked(uint64_t connection, Worker& worker,
-                             const tpdiff::worker::v1::Heartbeat& heartbeat)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // O(1): the counts are kept by the queue and the worker registry.
   void UpdateGaugesLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  size_t RunningJobsLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const DispatcherOptions options_;
   const Clock& clock_;
   ModelRegistry& models_;
   JobStore& store_;
   ServerMetrics& metrics_;
+  JobEventLog log_;
+  // Looked up once: a family lookup per message would cost more than the dispatch itself.
+  struct Gauges {
+    prometheus::Gauge* interactive;
+    prometheus::Gauge* standard;
+    prometheus::Gauge* batch;
+    prometheus::Gauge* serving;
+    prometheus::Gauge* draining;
+  };
+  const Gauges gauges_;
 
   mutable absl::Mutex mu_;
-  std::unique_ptr<JobQueue> queue_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, ActiveJob> active_ ABSL_GUARDED_BY(mu_);  // queued or running
-  std::map<uint64_t, Worker> workers_ ABSL_GUARDED_BY(mu_);
-  uint64_t next_connection_ ABSL_GUARDED_BY(mu_) = 1;
+  std::unique_ptr<WorkQueue> queue_ ABSL_GUARDED_BY(mu_);
+  WorkerRegistry workers_ ABSL_GUARDED_BY(mu_);
+  std::unordered_map<std::string, ActiveJob> active_ ABSL_GUARDED_BY(mu_);  // queued or running
+  std::unordered_map<std::string, size_t> queued_by_tenant_ ABSL_GUARDED_BY(mu_);
+  std::vector<uint64_t> pending_workers_ ABSL_GUARDED_BY(mu_);
+  std::set<std::string> pending_models_ ABSL_GUARDED_BY(mu_);
   bool admitting_ ABSL_GUARDED_BY(mu_) = true;
-  std::deque<double> recent_job_seconds_ ABSL_GUARDED_BY(mu_);
+  RecentDurations recent_ ABSL_GUARDED_BY(mu_);
   absl::BitGen bitgen_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -3,88 +3,84 @@
 
 #include <array>
 #include <cstddef>
-#include <deque>
-#include <functional>
+#include <cstdint>
+#include <map>
 #include <optional>
+#include <set>
 #include <string>
+#include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "tpdiff/server/work_queue.h"
 #include "tpdiff/v1/video_generation.pb.h"
 
 namespace tpdiff::server {
 
-// A job waiting for a worker slot.
-struct QueuedJob {
-  std::string job_id;
-  tpdiff::v1::Priority priority = tpdiff::v1::PRIORITY_STANDARD;  // never UNSPECIFIED
-  std::string model;
-  absl::Time enqueued_at;                        // first admission; kept across re-queues
-  absl::Time deadline = absl::InfiniteFuture();  // not started after this instant
-};
-
-// The admission queue: bounded per priority, with aging so that nothing starves.
+// The in-memory WorkQueue: one FIFO per priority (INTERACTIVE, STANDARD, BATCH) of
+// `capacity` jobs each. Aging: a job's effective level is its priority level (INTERACTIVE 0,
+// STANDARD 1, BATCH 2) minus one per `aging_interval` waited, so a BATCH job waiting 2
+// intervals competes with fresh INTERACTIVE jobs and, being older, goes first.
 //
-// Ownership: holds copies of QueuedJob. Thread safety: none; the owner (Dispatcher) calls
-// every method with its own mutex held.
-class JobQueue {
- public:
-  virtual ~JobQueue() = default;
-
-  // Appends at the back of its priority. RESOURCE_EXHAUSTED naming the priority and the
-  // capacity when that priority is full.
-  virtual absl::Status Push(QueuedJob job) = 0;
-  // Puts a re-queued job at the front of its priority. Never fails: the job was already
-  // admitted, so it may exceed the capacity.
-  virtual void PushFront(QueuedJob job) = 0;
-  // Removes and returns the next job that `eligible` accepts (e.g. the worker has its model):
-  // the lowest effective level, then the oldest; see PriorityJobQueue.
-  virtual std::optional<QueuedJob> Pop(absl::Time now,
-                                       const std::function<bool(const QueuedJob&)>& eligible) = 0;
-  // Removes a job (cancelled); false when it is not queued.
-  virtual bool Remove(const std::string& job_id) = 0;
-  // Removes and returns the jobs whose deadline is at or before `now`.
-  virtual std::vector<QueuedJob> TakeExpired(absl::Time now) = 0;
-  // Jobs that would start before `job_id` if nothing else arrived; nullopt when not queued.
-  virtual std::optional<size_t> Position(const std::string& job_id, absl::Time now) const = 0;
-  virtual size_t Size(tpdiff::v1::Priority priority) const = 0;
-  virtual size_t TotalSize() const = 0;
-  virtual bool Full(tpdiff::v1::Priority priority) const = 0;
-  // All queued jobs, in no particular order (for shutdown).
-  virtual std::vector<QueuedJob> TakeAll() = 0;
-};
-
-// JobQueue with one FIFO per priority (INTERACTIVE, STANDARD, BATCH) of `capacity` jobs each.
-// Aging: a job's effective level is its priority level (INTERACTIVE 0, STANDARD 1, BATCH 2)
-// minus one per `aging_interval` waited, so a BATCH job waiting 2 intervals competes with
-// fresh INTERACTIVE jobs and, being older, goes first. Not thread-safe (see JobQueue).
-class PriorityJobQueue final : public JobQueue {
+// Each FIFO is split by model (ordered by a per-priority sequence number), so Pop looks only
+// at the head of each (priority, model the worker serves): O(models log n). Ahead counts, per
+// lower priority, the jobs old enough to have aged past the new job's level; those counts are
+// advanced lazily as time passes (amortized O(log n) per job). Not thread-safe (see WorkQueue).
+class PriorityJobQueue final : public WorkQueue {
  public:
   PriorityJobQueue(size_t capacity_per_priority, absl::Duration aging_interval);
 
   absl::Status Push(QueuedJob job) override;
   void PushFront(QueuedJob job) override;
-  std::optional<QueuedJob> Pop(absl::Time now,
-                               const std::function<bool(const QueuedJob&)>& eligible) override;
+  std::optional<QueuedJob> Pop(absl::Time now, const std::set<std::string>& models) override;
   bool Remove(const std::string& job_id) override;
   std::vector<QueuedJob> TakeExpired(absl::Time now) override;
-  std::optional<size_t> Position(const std::string& job_id, absl::Time now) const override;
+  std::vector<QueuedJob> TakeModel(const std::string& model, absl::Time enqueued_by) override;
+  std::vector<std::string> Models() const override;
+  size_t Ahead(tpdiff::v1::Priority priority, absl::Time now) override;
   size_t Size(tpdiff::v1::Priority priority) const override;
   size_t TotalSize() const override;
   bool Full(tpdiff::v1::Priority priority) const override;
   std::vector<QueuedJob> TakeAll() override;
 
+  // Jobs that would start before the queued `job_id` if nothing else arrived; nullopt when
+  // not queued. O(n): for inspection, not for the submit path (that uses Ahead).
+  std::optional<size_t> Position(const std::string& job_id, absl::Time now) const;
+
  private:
   static constexpr int kLevels = 3;
+  using AgeKey = std::pair<absl::Time, int64_t>;  // (enqueued_at, seq)
+  struct Entry {
+    QueuedJob job;
+    int level = 0;
+    int64_t seq = 0;        // FIFO order within the level
+    unsigned aged_bits = 0;  // bit k: counted in aged_[level][k]
+  };
+
   static int Level(tpdiff::v1::Priority priority);
   // Smaller sorts first: (effective level, enqueued_at).
   bool Before(const QueuedJob& a, const QueuedJob& b, absl::Time now) const;
   int64_t EffectiveLevel(const QueuedJob& job, absl::Time now) const;
+  void Insert(QueuedJob job, int64_t seq);
+  QueuedJob Erase(std::unordered_map<std::string, Entry>::iterator it);
+  // Moves jobs that have waited k intervals by `now` into the aged_[level][k] counts.
+  void AdvanceAging(int level, int k, absl::Time now);
 
   size_t capacity_;
   absl::Duration aging_interval_;
-  std::array<std::deque<QueuedJob>, kLevels> queues_;
+  std::unordered_map<std::string, Entry> entries_;
+  // level -> model -> seq -> job id
+  std::array<std::map<std::string, std::map<int64_t, std::string>>, kLevels> fifos_;
+  std::array<size_t, kLevels> sizes_{};
+  std::array<int64_t, kLevels> front_seq_{};  // next PushFront gets front_seq_ - 1
+  std::array<int64_t, kLevels> back_seq_{};   // next Push gets back_seq_ + 1
+  std::set<std::pair<absl::Time, std::string>> deadlines_;  // finite deadlines only
+  // For level l and 1 <= k <= l: jobs not yet known to have waited k intervals, and how many
+  // have.
+  std::array<std::array<std::set<AgeKey>, kLevels>, kLevels> not_aged_;
+  std::array<std::array<size_t, kLevels>, kLevels> aged_{};
 };
 
 }  // namespace tpdiff::server
