@@ -72,7 +72,8 @@ absl::Status LocalWorkers::Start() {
       Child child;
       child.pid = Spawn();
       child.backoff = options_.restart_backoff;
-      child.restart_at = absl::Now();
+      child.started_at = absl::Now();
+      child.restart_at = child.started_at;
       children_.push_back(child);
     }
   }
@@ -88,15 +89,21 @@ void LocalWorkers::Supervise() {
       if (child.pid > 0) {
         int status = 0;
         if (waitpid(child.pid, &status, WNOHANG) != child.pid) continue;
-        std::cerr << "tpdiff-server: local worker " << child.pid << " exited ("
-                  << (WIFEXITED(status) ? absl::StrCat("status ", WEXITSTATUS(status))
-                                        : absl::StrCat("signal ", WTERMSIG(status)))
-                  << "); restarting in " << absl::FormatDuration(child.backoff) << "\n";
+        if (now - child.started_at >= options_.healthy_after) {
+          child.backoff = options_.restart_backoff;
+        }
+        const std::string exit = WIFEXITED(status) ? absl::StrCat("status ", WEXITSTATUS(status))
+                                                   : absl::StrCat("signal ", WTERMSIG(status));
+        std::cerr << "tpdiff-server: local worker " << child.pid << " exited (" << exit << "); "
+                  << (restarting_ ? absl::StrCat("restarting in ", absl::FormatDuration(child.backoff))
+                                  : std::string("not restarted: the server is shutting down"))
+                  << "\n";
         child.pid = 0;
         child.restart_at = now + child.backoff;
         child.backoff = std::min(child.backoff * 2, options_.max_restart_backoff);
-      } else if (now >= child.restart_at) {
+      } else if (restarting_ && now >= child.restart_at) {
         child.pid = Spawn();
+        child.started_at = now;
         ++restarts_;
         if (child.pid == 0) child.restart_at = now + child.backoff;
       }
@@ -104,7 +111,13 @@ void LocalWorkers::Supervise() {
   }
 }
 
+void LocalWorkers::StopRestarting() {
+  absl::MutexLock lock(&mu_);
+  restarting_ = false;
+}
+
 void LocalWorkers::Stop() {
+  StopRestarting();
   if (stop_.HasBeenNotified()) return;
   stop_.Notify();
   if (supervisor_.joinable()) supervisor_.join();

@@ -129,6 +129,54 @@ TEST_F(LocalWorkersTest, RestartsBackOffExponentiallyUpToTheMaximum) {
   EXPECT_GE(workers.restarts(), 4);
 }
 
+// Graceful shutdown drains the workers and they exit by themselves; a restarted worker would
+// register with a front that is going away and be killed mid-start.
+TEST_F(LocalWorkersTest, WorkersThatExitAfterShutdownBeganAreNotRestarted) {
+  LocalWorkers workers(Script("exec sleep 60", 2));
+  ASSERT_TRUE(workers.Start().ok());
+  ASSERT_TRUE(WaitFor([&] { return Starts().size() == 2; }));
+  workers.StopRestarting();
+  for (pid_t pid : workers.pids()) ASSERT_EQ(kill(pid, SIGTERM), 0);
+  ASSERT_TRUE(WaitFor([&] {
+    const std::vector<pid_t> pids = workers.pids();
+    return pids[0] == 0 && pids[1] == 0;
+  }));
+  // Longer than restart_backoff plus two supervisor rounds: a restart would have happened.
+  absl::SleepFor(absl::Milliseconds(700));
+  EXPECT_EQ(workers.restarts(), 0);
+  EXPECT_EQ(Starts().size(), 2u);
+  EXPECT_THAT(workers.pids(), ::testing::Each(0));
+}
+
+// A worker that ran healthily for healthy_after before it died restarts after the first
+// delay again, not after the doubled delays of its earlier crashes.
+TEST_F(LocalWorkersTest, BackoffResetsAfterAWorkerRanHealthily) {
+  const std::string flag = dir_ + "/run-long";
+  // Exits at once until the flag file exists; then runs until killed.
+  LocalWorkers::Options o = Script(
+      "if [ -e '" + flag + "' ]; then exec sleep 60; else exit 3; fi");
+  o.restart_backoff = absl::Milliseconds(100);
+  o.max_restart_backoff = absl::Seconds(3);
+  o.healthy_after = absl::Milliseconds(500);
+  LocalWorkers workers(o);
+  ASSERT_TRUE(workers.Start().ok());
+  // Crashes at 0, +100, +200, +400 ms: the next delay is 800 ms.
+  ASSERT_TRUE(WaitFor([&] { return Starts().size() >= 4; }));
+  std::ofstream(flag).put('1');
+  ASSERT_TRUE(WaitFor([&] { return workers.pids()[0] > 0 && Starts().size() >= 5; }));
+  const pid_t healthy = workers.pids()[0];
+  absl::SleepFor(absl::Milliseconds(800));  // longer than healthy_after
+  ASSERT_EQ(kill(healthy, SIGKILL), 0);
+  const size_t before = Starts().size();
+  ASSERT_TRUE(WaitFor([&] { return Starts().size() == before + 1; }));
+  workers.Stop();
+  const std::vector<Start> starts = Starts();
+  const int64_t gap_ms = (starts.back().ns - starts[starts.size() - 2].ns) / 1000000;
+  // 800 ms of healthy running plus the reset 100 ms delay and up to two supervisor rounds of
+  // 200 ms; without the reset the gap would be at least 800 + 1,600 ms.
+  EXPECT_LT(gap_ms, 2200) << "the backoff was not reset";
+}
+
 TEST_F(LocalWorkersTest, StopTerminatesAndReapsEveryChild) {
   LocalWorkers workers(Script("exec sleep 60", 3));
   ASSERT_TRUE(workers.Start().ok());
