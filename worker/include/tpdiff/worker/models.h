@@ -20,9 +20,6 @@ namespace tpdiff::worker {
 // denoisers, so every slot gets its own set (LoadedModel::denoiser is single-threaded).
 using ModelSet = std::map<std::string, std::unique_ptr<core::LoadedModel>>;
 
-// "cpu", "cuda" (the first GPU; FAILED_PRECONDITION when LibTorch has no CUDA or sees no GPU)
-// or "auto" (cuda when available, else cpu). INVALID_ARGUMENT otherwise.
-absl::StatusOr<torch::Device> ParseDevice(absl::string_view name);
 // "cpu" or "cuda:N", as the Hello message reports it.
 std::string DeviceName(const torch::Device& device);
 
@@ -36,6 +33,14 @@ absl::StatusOr<std::vector<std::string>> ListModelPackages(const std::string& mo
 absl::StatusOr<ModelSet> LoadModels(const std::string& models_dir,
                                     const std::vector<std::string>& names, torch::Device device,
                                     WorkerMetrics* metrics);
+
+// One ModelSet per slot: the packages named in `models` (comma-separated), or all in
+// `models_dir` when empty, loaded as LoadModels does. INVALID_ARGUMENT for slots < 1,
+// NOT_FOUND when there is no package.
+absl::StatusOr<std::vector<ModelSet>> LoadSlotModels(const std::string& models_dir,
+                                                     const std::string& models, int slots,
+                                                     torch::Device device,
+                                                     WorkerMetrics* metrics);
 
 // The ModelInfo a worker announces in Hello: manifest fields and vocabulary.
 tpdiff::v1::ModelInfo ToModelInfo(const core::LoadedModel& model);
