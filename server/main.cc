@@ -43,7 +43,7 @@ ABSL_FLAG(std::string, tenants_file, "", "JSON tenants file: API key hashes and 
 int main(int argc, char** argv) {
   using namespace tpdiff::server;
   tpdiff::common::ParseCommandLine(argc, argv, "TPDiff video generation front server");
-  const sigset_t signals = tpdiff::common::BlockShutdownSignals();  // before any thread starts
+  tpdiff::common::CatchShutdownSignals();  // before any thread starts
 
   FrontServerOptions options;
   options.listen = absl::GetFlag(FLAGS_listen);
@@ -90,8 +90,8 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-  std::cerr << "tpdiff-server: signal " << tpdiff::common::WaitForShutdownSignal(signals)
-            << ", shutting down (grace "
+  const int signal_number = tpdiff::common::WaitForShutdownSignal();
+  std::cerr << "tpdiff-server: signal " << signal_number << ", shutting down (grace "
             << absl::FormatDuration(absl::GetFlag(FLAGS_grace_period)) << ")\n";
   server.Shutdown(absl::GetFlag(FLAGS_grace_period));
   if (workers) workers->Stop();

@@ -36,7 +36,7 @@ int main(int argc, char** argv) {
   tpdiff::core::ReexecWithPassiveOpenMpWait(argv);
   tpdiff::common::ParseCommandLine(argc, argv,
                                    "tpdiff-worker --server=HOST:PORT --models-dir=DIR [flags]");
-  const sigset_t signals = tpdiff::common::BlockShutdownSignals();  // before any thread starts
+  tpdiff::common::CatchShutdownSignals();  // before any thread starts
   tpdiff::worker::WorkerProcessOptions o;
   o.server = absl::GetFlag(FLAGS_server);
   o.models_dir = absl::GetFlag(FLAGS_models_dir);
@@ -54,7 +54,7 @@ int main(int argc, char** argv) {
   o.security.tls_server_name = absl::GetFlag(FLAGS_tls_server_name);
   o.security.worker_secret_file = absl::GetFlag(FLAGS_worker_secret_file);
   o.version = TPDIFF_VERSION;
-  if (absl::Status status = tpdiff::worker::RunWorkerProcess(o, signals); !status.ok()) {
+  if (absl::Status status = tpdiff::worker::RunWorkerProcess(o); !status.ok()) {
     std::cerr << "tpdiff-worker: " << status << "\n";
     return 1;
   }

@@ -103,9 +103,9 @@ int RunCli(const std::vector<std::string>& args, CliOptions options, Interrupt& 
 }
 
 void InterruptOnSignals(Interrupt& interrupt) {
-  const sigset_t signals = common::BlockShutdownSignals();
-  std::thread([&interrupt, signals] {
-    common::WaitForShutdownSignal(signals);
+  common::CatchShutdownSignals();
+  std::thread([&interrupt] {
+    common::WaitForShutdownSignal();
     interrupt.Trigger();
   }).detach();
 }

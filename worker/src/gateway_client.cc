@@ -296,13 +296,13 @@ void GatewayClient::WriterLoop(
   }
 }
 
-void DrainOnSignals(GatewayClient& gateway, sigset_t signals) {
-  std::thread([&gateway, signals] {
-    std::cerr << "tpdiff-worker: signal " << common::WaitForShutdownSignal(signals)
-              << ", draining\n";
+void DrainOnSignals(GatewayClient& gateway) {
+  std::thread([&gateway] {
+    const int first = common::WaitForShutdownSignal();
+    std::cerr << "tpdiff-worker: signal " << first << ", draining\n";
     gateway.Drain();
-    std::cerr << "tpdiff-worker: signal " << common::WaitForShutdownSignal(signals)
-              << ", stopping\n";
+    const int second = common::WaitForShutdownSignal();
+    std::cerr << "tpdiff-worker: signal " << second << ", stopping\n";
     gateway.Shutdown();
   }).detach();
 }

@@ -25,7 +25,7 @@ absl::Status Context(absl::string_view what, const absl::Status& status) {
 
 }  // namespace
 
-absl::Status RunWorkerProcess(const WorkerProcessOptions& o, sigset_t signals) {
+absl::Status RunWorkerProcess(const WorkerProcessOptions& o) {
   absl::StatusOr<int> threads = common::IntraOpThreads(o.threads);
   if (!threads.ok()) return Context("--threads", threads.status());
   core::ConfigureCpuThreads(*threads);
@@ -69,7 +69,7 @@ absl::Status RunWorkerProcess(const WorkerProcessOptions& o, sigset_t signals) {
   JobRunner runner(*std::move(slot_models), gateway, runner_options);
   // First SIGTERM/SIGINT drains (finish running jobs, then close); a second stops at once.
   // The detached signal thread may outlive `gateway` only while the process exits.
-  DrainOnSignals(gateway, signals);
+  DrainOnSignals(gateway);
 
   std::cerr << "tpdiff-worker " << options.worker_id << ": " << options.models.size()
             << " model(s) on " << options.device << ", " << options.slots << " slot(s), "

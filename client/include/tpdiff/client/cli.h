@@ -42,9 +42,8 @@ struct CliOptions {
 int RunCli(const std::vector<std::string>& args, CliOptions options, Interrupt& interrupt,
            CommandIo io);
 
-// Triggers `interrupt` on the first SIGINT or SIGTERM, from a detached thread. Call before
-// any other thread starts: it blocks those signals in the calling thread (and so in every
-// thread started after).
+// Triggers `interrupt` on the first SIGINT or SIGTERM (common::CatchShutdownSignals), from a
+// detached thread. Call before any other thread starts.
 void InterruptOnSignals(Interrupt& interrupt);
 
 }  // namespace tpdiff::client

@@ -2,7 +2,6 @@
 #define TPDIFF_WORKER_GATEWAY_CLIENT_H_
 
 #include <grpcpp/grpcpp.h>
-#include <signal.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -134,10 +133,10 @@ class GatewayClient : public EventSink {
   grpc::ClientContext* context_ ABSL_GUARDED_BY(mu_) = nullptr;  // of the live stream
 };
 
-// The first of `signals` (from common::BlockShutdownSignals) drains `gateway`, the second
-// shuts it down; each is logged on stderr. Waits on a detached thread, so `gateway` must live
-// until the process exits.
-void DrainOnSignals(GatewayClient& gateway, sigset_t signals);
+// The first SIGINT/SIGTERM (common::CatchShutdownSignals) drains `gateway`, the second shuts
+// it down; each is logged on stderr. Waits on a detached thread, so `gateway` must live until
+// the process exits.
+void DrainOnSignals(GatewayClient& gateway);
 
 }  // namespace tpdiff::worker
 

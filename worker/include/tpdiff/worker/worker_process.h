@@ -1,8 +1,6 @@
 #ifndef TPDIFF_WORKER_WORKER_PROCESS_H_
 #define TPDIFF_WORKER_WORKER_PROCESS_H_
 
-#include <signal.h>
-
 #include <string>
 
 #include "absl/status/status.h"
@@ -28,9 +26,9 @@ struct WorkerProcessOptions {
 
 // The worker process: sets LibTorch's threads, loads one model set per slot, serves /metrics,
 // then runs jobs from the front until a drain completes (OK) or a second signal stops it.
-// `signals` (common::BlockShutdownSignals, blocked before any thread started) drive
-// DrainOnSignals. Logs progress on stderr; errors name the flag or step that failed.
-absl::Status RunWorkerProcess(const WorkerProcessOptions& options, sigset_t signals);
+// SIGINT/SIGTERM (common::CatchShutdownSignals, called before) drive DrainOnSignals. Logs
+// progress on stderr; errors name the flag or step that failed.
+absl::Status RunWorkerProcess(const WorkerProcessOptions& options);
 
 }  // namespace tpdiff::worker
 
