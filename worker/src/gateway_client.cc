@@ -142,7 +142,11 @@ absl::Status GatewayClient::Run(JobRunner& runner) {
     if (welcomes() > welcomes_before) backoff.Reset();
     const absl::Duration delay = backoff.Next();
     absl::MutexLock lock(&mu_);
-    clock_.AwaitWithDeadline(mu_, absl::Condition(&shutdown_), clock_.Now() + delay);
+    // A drain while disconnected has nothing left to finish: it ends the wait and Run.
+    auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return shutdown_ || draining_; };
+    clock_.AwaitWithDeadline(mu_, absl::Condition(&stop), clock_.Now() + delay);
+    if (shutdown_) return absl::CancelledError("worker shut down");
+    if (draining_) return absl::OkStatus();
   }
 }
 

@@ -305,6 +305,16 @@ TEST_F(GatewayClientTest, ReconnectsAfterTheStreamDropsAndAbandonsTheRunningJob)
   EXPECT_TRUE(gateway_.JobEvents("after").back().has_completed());
 }
 
+TEST_F(GatewayClientTest, ADrainWhileWaitingToReconnectEndsRunAtOnce) {
+  ASSERT_TRUE(WaitWelcomed(1));
+  gateway_.DropStream();
+  ASSERT_TRUE(clock_.AwaitWaiter(clock_.Now() + kMaxBackoff, kWait));  // in the backoff
+  client_->Drain();
+  run_.join();  // without advancing the clock
+  EXPECT_TRUE(run_status_.ok()) << run_status_;
+  EXPECT_EQ(gateway_.hellos().size(), 1u);
+}
+
 TEST_F(GatewayClientTest, ShutdownEndsRun) {
   ASSERT_TRUE(WaitWelcomed(1));
   client_->Shutdown();

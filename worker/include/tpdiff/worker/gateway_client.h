@@ -70,7 +70,7 @@ std::string DefaultWorkerId();
 // then feeds Assign / Cancel / Drain to the JobRunner and streams its events back, with a
 // Heartbeat every heartbeat interval. When the stream breaks, the running jobs are abandoned
 // (the front re-queues them; reporting them cancelled would end them for the client) and it
-// dials again with exponential backoff and jitter.
+// dials again with exponential backoff and jitter; a drain during that wait ends Run (OK).
 //
 // Threads: Run's caller reads the stream; one writer thread per connection owns all writes
 // (gRPC allows one outstanding write), so slot threads only enqueue. During a drain one more
