@@ -4,8 +4,8 @@
 #   scripts/sanitize.sh asan   AddressSanitizer + UndefinedBehaviorSanitizer: every unit and
 #                              integration suite (build-asan)
 #   scripts/sanitize.sh tsan   ThreadSanitizer: the concurrency suites — server (queue, job store,
-#                              dispatcher), gateway + streaming integration, client, and the
-#                              worker (job runner, gateway client) (build-tsan)
+#                              dispatcher), gateway + streaming integration, client, the fake
+#                              clock, and the worker (job runner, gateway client) (build-tsan)
 # Any sanitizer report fails the test that triggered it, and so the script.
 # Environment: BUILD_DIR, JOBS, CMAKE_ARGS, CTEST_ARGS as in scripts/test.sh.
 set -euo pipefail
@@ -19,7 +19,7 @@ case "$mode" in
   asan)
     build_dir=${BUILD_DIR:-build-asan}
     sanitize=address,undefined
-    targets=(tpdiff_core_tests tpdiff_model_tests tpdiff_train_tests
+    targets=(tpdiff_common_tests tpdiff_core_tests tpdiff_model_tests tpdiff_train_tests
              tpdiff_media_tests tpdiff_server_tests tpdiff_worker_tests tpdiff_client_tests
              tpdiff_server_integration_tests tpdiff_worker_integration_tests)
     labels='^(unit|integration)$'
@@ -30,7 +30,7 @@ case "$mode" in
   tsan)
     build_dir=${BUILD_DIR:-build-tsan}
     sanitize=thread
-    targets=(tpdiff_server_tests tpdiff_server_integration_tests tpdiff_client_tests
+    targets=(tpdiff_common_tests tpdiff_server_tests tpdiff_server_integration_tests tpdiff_client_tests
              tpdiff_worker_tests)
     labels='^(unit|integration)$'
     # One LibTorch/OpenMP thread: the sampler's intra-op threads are uninstrumented third-party

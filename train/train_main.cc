@@ -1,17 +1,13 @@
 // tpdiff-train: trains the built-in text-to-video network on procedural captioned clips and
 // writes a model package. Flag parsing and wiring only; the logic is tpdiff::train.
 
-#include <algorithm>
 #include <iostream>
 #include <string>
-#include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
-#include "absl/strings/numbers.h"
-#include "absl/strings/str_split.h"
+#include "tpdiff/common/flags.h"
 #include "tpdiff/model/cpu_runtime.h"
+#include "tpdiff/train/train_flags.h"
 #include "tpdiff/train/trainer.h"
 
 ABSL_FLAG(std::string, mode, "tpdiff",
@@ -65,39 +61,30 @@ ABSL_FLAG(bool, bench, false,
 ABSL_FLAG(int, bench_repeats, 3, "timed repeats per measurement with --bench");
 
 int main(int argc, char** argv) {
+  using namespace tpdiff::train;
   tpdiff::model::ReexecWithPassiveOpenMpWait(argv);
-  absl::SetProgramUsageMessage(
-      "Trains the TPDiff built-in video model. Example:\n"
-      "  tpdiff-train --minutes 90 --out models/tpdiff-shapes");
-  // Accept --checkpoint-every as well as Abseil's --checkpoint_every spelling.
-  std::vector<std::string> args(argv, argv + argc);
-  std::vector<char*> arg_ptrs;
-  for (std::string& a : args) {
-    if (a.rfind("--", 0) == 0) {
-      const size_t end = std::min(a.find('='), a.size());
-      std::replace(a.begin() + 2, a.begin() + end, '-', '_');
-    }
-    arg_ptrs.push_back(a.data());
-  }
-  absl::ParseCommandLine(argc, arg_ptrs.data());
-  using tpdiff::train::TrainMode;
-  tpdiff::train::TrainOptions o;
-  const std::string mode = absl::GetFlag(FLAGS_mode);
-  if (mode != "tpdiff" && mode != "vanilla") {
-    std::cerr << "--mode: \"" << mode << "\" is not tpdiff or vanilla\n";
-    return 2;
-  }
-  o.mode = mode == "tpdiff" ? TrainMode::kTpdiff : TrainMode::kVanilla;
-  o.stages = absl::GetFlag(FLAGS_stages);
-  o.align_noise = !absl::GetFlag(FLAGS_no_align);
-  for (absl::string_view w : absl::StrSplit(absl::GetFlag(FLAGS_stage_weights), ',', absl::SkipEmpty())) {
-    double v = 0;
-    if (!absl::SimpleAtod(w, &v)) {
-      std::cerr << "--stage-weights: \"" << w << "\" is not a number (example: 1,1,3)\n";
+  tpdiff::common::ParseCommandLine(argc, argv,
+                                   "Trains the TPDiff built-in video model. Example:\n"
+                                   "  tpdiff-train --minutes 90 --out models/tpdiff-shapes");
+  TrainOptions o;
+  absl::StatusOr<TrainMode> mode = ParseTrainMode(absl::GetFlag(FLAGS_mode));
+  absl::StatusOr<std::vector<double>> weights = ParseStageWeights(absl::GetFlag(FLAGS_stage_weights));
+  absl::StatusOr<tpdiff::model::NetworkConfig> network = NetworkFromFlags(
+      {absl::GetFlag(FLAGS_preset), absl::GetFlag(FLAGS_width), absl::GetFlag(FLAGS_depth),
+       absl::GetFlag(FLAGS_heads), absl::GetFlag(FLAGS_patch), absl::GetFlag(FLAGS_text_width),
+       absl::GetFlag(FLAGS_text_layers), absl::GetFlag(FLAGS_refine_channels),
+       absl::GetFlag(FLAGS_word_conditioning), absl::GetFlag(FLAGS_word_layout_frames)});
+  for (const absl::Status& parsed : {mode.status(), weights.status(), network.status()}) {
+    if (!parsed.ok()) {
+      std::cerr << "tpdiff-train: " << parsed.message() << "\n";
       return 2;
     }
-    o.stage_weights.push_back(v);
   }
+  o.mode = *mode;
+  o.stage_weights = *weights;
+  o.network = *network;
+  o.stages = absl::GetFlag(FLAGS_stages);
+  o.align_noise = !absl::GetFlag(FLAGS_no_align);
   o.iters = absl::GetFlag(FLAGS_iters);
   o.minutes = absl::GetFlag(FLAGS_minutes);
   o.stop_at_step = absl::GetFlag(FLAGS_stop_at_step);
@@ -120,26 +107,10 @@ int main(int argc, char** argv) {
   o.name = absl::GetFlag(FLAGS_name);
   o.clip.frames = absl::GetFlag(FLAGS_frames);
   o.progress_interval_s = absl::GetFlag(FLAGS_progress_interval);
-  auto preset = tpdiff::model::NetworkPreset(absl::GetFlag(FLAGS_preset));
-  if (!preset.ok()) {
-    std::cerr << preset.status().message() << "\n";
-    return 2;
-  }
-  o.network = *preset;
-  if (int v = absl::GetFlag(FLAGS_width); v > 0) o.network.width = v;
-  if (int v = absl::GetFlag(FLAGS_depth); v > 0) o.network.depth = v;
-  if (int v = absl::GetFlag(FLAGS_heads); v > 0) o.network.heads = v;
-  if (int v = absl::GetFlag(FLAGS_patch); v > 0) o.network.patch = v;
-  if (int v = absl::GetFlag(FLAGS_text_width); v > 0) o.network.text_width = v;
-  if (int v = absl::GetFlag(FLAGS_text_layers); v >= 0) o.network.text_layers = v;
-  if (int v = absl::GetFlag(FLAGS_refine_channels); v >= 0) o.network.refine_channels = v;
-  if (int v = absl::GetFlag(FLAGS_word_conditioning); v >= 0) o.network.word_conditioning = v;
-  if (int v = absl::GetFlag(FLAGS_word_layout_frames); v >= 0) o.network.word_layout_frames = v;
-
   const absl::Status status =
       absl::GetFlag(FLAGS_bench)
-          ? tpdiff::train::MeasureCosts(o, absl::GetFlag(FLAGS_bench_repeats), std::cout)
-          : tpdiff::train::RunTraining(o, &std::cerr);
+          ? MeasureCosts(o, absl::GetFlag(FLAGS_bench_repeats), std::cout)
+          : RunTraining(o, &std::cerr);
   if (!status.ok()) {
     std::cerr << "tpdiff-train: " << status.message() << "\n";
     return status.code() == absl::StatusCode::kInvalidArgument ? 2 : 1;

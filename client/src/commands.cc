@@ -15,15 +15,12 @@
 #include "absl/strings/str_format.h"
 #include "tpdiff/client/progress.h"
 #include "tpdiff/client/request.h"
+#include "tpdiff/common/grpc_status.h"
 
 namespace tpdiff::client {
 
 namespace api = ::tpdiff::v1;
 namespace fs = std::filesystem;
-
-absl::Status FromGrpc(const grpc::Status& status) {
-  return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
-}
 
 void Interrupt::Trigger() {
   absl::MutexLock lock(&mu_);
@@ -133,7 +130,7 @@ absl::Status Follow(api::VideoGeneration::StubInterface& stub, const OpenFn& ope
       }
     }
     if (ended || !handled.ok()) context.TryCancel();  // we stop reading; let Finish return
-    const absl::Status status = FromGrpc(reader->Finish());
+    const absl::Status status = common::FromGrpcStatus(reader->Finish());
     if (options.interrupt != nullptr) options.interrupt->Attach(nullptr);
     if (!handled.ok()) return handled;
     if (ended) return absl::OkStatus();
@@ -313,7 +310,7 @@ absl::StatusOr<GenerateResult> RunGenerate(api::VideoGeneration::StubInterface& 
     api::CancelJobRequest cancel;
     cancel.set_job_id(state.job_id);
     api::Job job;
-    const absl::Status cancelled = FromGrpc(stub.CancelJob(&context, cancel, &job));
+    const absl::Status cancelled = common::FromGrpcStatus(stub.CancelJob(&context, cancel, &job));
     return absl::CancelledError(absl::StrCat("interrupted; job ", state.job_id,
                                              cancelled.ok() ? " cancelled" : " not cancelled: ",
                                              cancelled.ok() ? "" : cancelled.ToString()));
@@ -342,7 +339,7 @@ absl::Status RunSubmit(api::VideoGeneration::StubInterface& stub,
   grpc::ClientContext context;
   SetDeadline(context, deadline);
   api::Job job;
-  absl::Status s = FromGrpc(stub.SubmitJob(&context, request, &job));
+  absl::Status s = common::FromGrpcStatus(stub.SubmitJob(&context, request, &job));
   if (!s.ok()) return s;
   io.out << job.job_id() << "\n";
   return absl::OkStatus();
@@ -385,7 +382,7 @@ absl::Status RunGet(api::VideoGeneration::StubInterface& stub, const std::string
   api::GetJobRequest request;
   request.set_job_id(job_id);
   api::Job job;
-  absl::Status s = FromGrpc(stub.GetJob(&context, request, &job));
+  absl::Status s = common::FromGrpcStatus(stub.GetJob(&context, request, &job));
   if (!s.ok()) return s;
   return PrintJson(job, io);
 }
@@ -397,7 +394,7 @@ absl::Status RunCancel(api::VideoGeneration::StubInterface& stub, const std::str
   api::CancelJobRequest request;
   request.set_job_id(job_id);
   api::Job job;
-  absl::Status s = FromGrpc(stub.CancelJob(&context, request, &job));
+  absl::Status s = common::FromGrpcStatus(stub.CancelJob(&context, request, &job));
   if (!s.ok()) return s;
   return PrintJson(job, io);
 }
@@ -407,7 +404,7 @@ absl::Status RunModels(api::VideoGeneration::StubInterface& stub, absl::Duration
   grpc::ClientContext context;
   SetDeadline(context, deadline);
   api::ListModelsResponse response;
-  absl::Status s = FromGrpc(stub.ListModels(&context, api::ListModelsRequest(), &response));
+  absl::Status s = common::FromGrpcStatus(stub.ListModels(&context, api::ListModelsRequest(), &response));
   if (!s.ok()) return s;
   io.out << absl::StrFormat("%-20s %-12s %-14s %6s %9s %4s %-10s %8s %7s\n", "MODEL", "KIND",
                             "PARAM", "FRAMES", "SIZE", "FPS", "STEPS", "GUIDANCE", "WORKERS");

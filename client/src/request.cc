@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "tpdiff/common/proto_time.h"
 
 namespace tpdiff::client {
 
@@ -84,9 +85,7 @@ absl::StatusOr<api::GenerateRequest> BuildRequest(const RequestFlags& flags) {
     r.mutable_preview()->set_format(*preview);
   }
   if (flags.max_queue_wait > absl::ZeroDuration()) {
-    const int64_t nanos = absl::ToInt64Nanoseconds(flags.max_queue_wait);
-    r.mutable_max_queue_wait()->set_seconds(nanos / 1000000000);
-    r.mutable_max_queue_wait()->set_nanos(static_cast<int32_t>(nanos % 1000000000));
+    *r.mutable_max_queue_wait() = common::ToProtoDuration(flags.max_queue_wait);
   }
   return r;
 }

@@ -5,7 +5,8 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <thread>
+
+#include "tpdiff/common/threads.h"
 
 namespace tpdiff::model {
 
@@ -17,9 +18,10 @@ void ReexecWithPassiveOpenMpWait(char** argv) {
 }
 
 int ConfigureCpuThreads(int requested) {
-  const int n = requested > 0 ? requested : static_cast<int>(std::thread::hardware_concurrency());
-  at::set_num_threads(std::max(1, n));
-  return std::max(1, n);
+  // A negative request counts as 0; the flag parsers reject it before this.
+  const int n = *common::IntraOpThreads(std::max(0, requested));
+  at::set_num_threads(n);
+  return n;
 }
 
 }  // namespace tpdiff::model

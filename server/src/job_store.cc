@@ -2,19 +2,14 @@
 
 #include <algorithm>
 
-#include <google/protobuf/util/time_util.h>
-
 #include "absl/strings/str_cat.h"
+#include "tpdiff/common/proto_time.h"
 
 namespace tpdiff::server {
 namespace {
 
 using tpdiff::v1::Job;
 using tpdiff::v1::JobEvent;
-
-google::protobuf::Timestamp ToProto(absl::Time t) {
-  return google::protobuf::util::TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(t));
-}
 
 // The job's fields that follow from one event.
 void ApplyEvent(const JobEvent& event, Job* job) {
@@ -128,7 +123,7 @@ absl::StatusOr<int64_t> InMemoryJobStore::Append(const std::string& job_id, JobE
     seq = static_cast<int64_t>(record.events.size()) + 1;
     event.set_job_id(job_id);
     event.set_seq(seq);
-    *event.mutable_timestamp() = ToProto(now);
+    *event.mutable_timestamp() = common::ToProtoTimestamp(now);
     ApplyEvent(event, &record.job);
     const size_t size = event.ByteSizeLong();
     record.bytes += size;

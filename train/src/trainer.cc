@@ -29,6 +29,7 @@
 #include "tpdiff/model/cpu_runtime.h"
 #include "tpdiff/model/model_package.h"
 #include "tpdiff/model/safetensors.h"
+#include "tpdiff/core/device.h"
 #include "tpdiff/core/schedule.h"
 #include "tpdiff/core/stage_plan.h"
 #include "tpdiff/core/tokenizer.h"
@@ -108,19 +109,6 @@ absl::Status ValidateOptions(const TrainOptions& o) {
                                       o.network.max_height, "x", o.network.max_width));
   }
   return absl::OkStatus();
-}
-
-absl::StatusOr<torch::Device> ParseDevice(const std::string& name) {
-  auto device = core::TorchCall("device", [&] { return torch::Device(name); });
-  if (!device.ok())
-    return Flag("device", absl::StrCat("\"", name, "\" is not a device (cpu, cuda, cuda:N)"));
-  if (device->is_cuda() && !torch::cuda::is_available()) {
-    return absl::FailedPreconditionError(
-        "--device: cuda requested but this LibTorch sees no CUDA device");
-  }
-  if (!device->is_cpu() && !device->is_cuda())
-    return Flag("device", "only cpu and cuda are supported");
-  return *device;
 }
 
 // The fraction of steps that train stage k.
@@ -455,7 +443,7 @@ absl::Status RunTraining(const TrainOptions& options_in, std::ostream* progress)
   if (!tokenizer.ok()) return tokenizer.status();
   o.network.vocab_size = tokenizer->vocab_size();
   TPDIFF_RETURN_IF_ERROR(ValidateOptions(o));
-  auto device = ParseDevice(o.device);
+  auto device = core::ResolveDevice(o.device, "--device");
   if (!device.ok()) return device.status();
   auto plan = TrainingPlan(o);
   if (!plan.ok()) return plan.status();
@@ -633,7 +621,7 @@ absl::Status MeasureCosts(const TrainOptions& options_in, int repeats, std::ostr
   o.network.vocab_size = static_cast<int>(core::ShapesVocabulary().size()) + 1;
   if (o.iters <= 0 && o.minutes <= 0) o.iters = 1;
   TPDIFF_RETURN_IF_ERROR(ValidateOptions(o));
-  auto device = ParseDevice(o.device);
+  auto device = core::ResolveDevice(o.device, "--device");
   if (!device.ok()) return device.status();
   const int threads = model::ConfigureCpuThreads(o.threads);
   if (device->is_cuda()) at::globalContext().setAllowTF32CuBLAS(true);

@@ -1,11 +1,19 @@
 #include "tpdiff/worker/gateway_client.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdlib>
 #include <iostream>
 #include <thread>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "tpdiff/common/channel_security.h"
+#include "tpdiff/common/grpc_status.h"
+#include "tpdiff/common/proto_time.h"
+#include "tpdiff/common/signals.h"
 
 namespace tpdiff::worker {
 
@@ -14,23 +22,43 @@ namespace wv1 = ::tpdiff::worker::v1;
 namespace {
 
 constexpr absl::Duration kDefaultHeartbeat = absl::Seconds(5);
-// While draining the writer looks for the runner going idle this often: the runner has no
-// idle callback, and a drain is rare enough that a short poll costs nothing.
-constexpr absl::Duration kDrainPoll = absl::Milliseconds(20);
 // After half-closing a drained stream, how long to wait for the front to end it.
 constexpr absl::Duration kCloseGrace = absl::Seconds(5);
 
-absl::Status FromGrpc(const grpc::Status& status) {
-  return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
-}
-
-absl::Duration FromProto(const google::protobuf::Duration& d) {
-  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
-}
-
 }  // namespace
 
-GatewayClient::GatewayClient(GatewayClientOptions options) : options_(std::move(options)) {
+absl::Status ConfigureGatewaySecurity(const GatewaySecurityFlags& flags,
+                                      GatewayClientOptions& options) {
+  common::ChannelSecurity security;
+  security.insecure = flags.insecure;
+  security.ca_file = flags.tls_ca;
+  security.cert_file = flags.tls_cert;
+  security.key_file = flags.tls_key;
+  security.server_name = flags.tls_server_name;
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
+      common::MakeChannelCredentials(security);
+  if (!credentials.ok()) return credentials.status();
+  options.credentials = *std::move(credentials);
+  options.tls_server_name = flags.tls_server_name;
+  if (!flags.worker_secret_file.empty()) {
+    absl::StatusOr<std::string> secret =
+        common::ReadFileContents(flags.worker_secret_file, "--worker-secret-file");
+    if (!secret.ok()) return secret.status();
+    options.secret = std::string(absl::StripTrailingAsciiWhitespace(*secret));
+  } else if (const char* env = std::getenv(common::kWorkerSecretEnv); env != nullptr) {
+    options.secret = env;
+  }
+  return absl::OkStatus();
+}
+
+std::string DefaultWorkerId() {
+  char host[256] = {0};
+  if (gethostname(host, sizeof(host) - 1) != 0) host[0] = '\0';
+  return absl::StrCat(host[0] != '\0' ? host : "worker", "-", getpid());
+}
+
+GatewayClient::GatewayClient(GatewayClientOptions options, const common::Clock& clock)
+    : options_(std::move(options)), clock_(clock) {
   grpc::ChannelArguments args;
   // gRPC's own reconnect backoff (up to 120 s) would otherwise hide a restarted front from
   // our loop; keep it within ours.
@@ -61,7 +89,10 @@ bool GatewayClient::EmitAdmissible() const {
   return !connected_ || shutdown_ || stream_done_ || outbox_bytes_ < options_.max_buffered_bytes;
 }
 
-bool GatewayClient::OutboxReady() const { return !outbox_.empty() || stream_done_ || shutdown_; }
+bool GatewayClient::WriterHasWork() const {
+  return !outbox_.empty() || stream_done_ || shutdown_ || runner_idle_ ||
+         (draining_ && !idle_watch_.joinable());
+}
 
 bool GatewayClient::connected() const {
   absl::MutexLock lock(&mu_);
@@ -121,7 +152,11 @@ absl::Status GatewayClient::Run(JobRunner& runner) {
               << backoff.attempt() << " in "
               << absl::FormatDuration(absl::Trunc(delay, absl::Milliseconds(1))) << "\n";
     absl::MutexLock lock(&mu_);
-    mu_.AwaitWithTimeout(absl::Condition(&shutdown_), delay);
+    // A drain while disconnected has nothing left to finish: it ends the wait and Run.
+    auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return shutdown_ || draining_; };
+    clock_.AwaitWithDeadline(mu_, absl::Condition(&stop), clock_.Now() + delay);
+    if (shutdown_) return absl::CancelledError("worker shut down");
+    if (draining_) return absl::OkStatus();
   }
 }
 
@@ -133,10 +168,11 @@ GatewayClient::End GatewayClient::ServeConnection(JobRunner& runner, absl::Statu
     context_ = &context;
     stream_done_ = false;
     drained_ = false;
+    runner_idle_ = false;
     outbox_.clear();
     outbox_bytes_ = 0;
   }
-  if (!options_.secret.empty()) context.AddMetadata(kWorkerSecretMetadata, options_.secret);
+  if (!options_.secret.empty()) context.AddMetadata(common::kWorkerSecretMetadata, options_.secret);
   auto stream = stub_->Connect(&context);
 
   wv1::WorkerMessage hello_msg;
@@ -155,13 +191,13 @@ GatewayClient::End GatewayClient::ServeConnection(JobRunner& runner, absl::Statu
     // A failed Read means the front ended the call: Finish has its status (a rejection's
     // UNAUTHENTICATED), which cancelling first would replace with CANCELLED.
     if (read) context.TryCancel();
-    *ended_with = FromGrpc(stream->Finish());
+    *ended_with = common::FromGrpcStatus(stream->Finish());
     absl::MutexLock lock(&mu_);
     context_ = nullptr;
     return shutdown_ ? End::kShutdown : End::kBroken;
   }
   absl::Duration heartbeat = options_.heartbeat_interval.value_or(
-      FromProto(first.welcome().heartbeat_interval()));
+      common::FromProtoDuration(first.welcome().heartbeat_interval()));
   if (heartbeat <= absl::ZeroDuration()) heartbeat = kDefaultHeartbeat;
   {
     absl::MutexLock lock(&mu_);
@@ -198,7 +234,14 @@ GatewayClient::End GatewayClient::ServeConnection(JobRunner& runner, absl::Statu
   if (!drained) runner.AbandonAll();
   context.TryCancel();  // unblocks a writer stuck in Write
   writer.join();
-  *ended_with = FromGrpc(stream->Finish());
+  std::thread idle_watch;
+  {
+    absl::MutexLock lock(&mu_);
+    idle_watch = std::move(idle_watch_);
+  }
+  // Returns once the runner is idle: it drained, or AbandonAll above ended its jobs.
+  if (idle_watch.joinable()) idle_watch.join();
+  *ended_with = common::FromGrpcStatus(stream->Finish());
   absl::MutexLock lock(&mu_);
   context_ = nullptr;
   outbox_.clear();
@@ -209,64 +252,75 @@ GatewayClient::End GatewayClient::ServeConnection(JobRunner& runner, absl::Statu
 }
 
 void GatewayClient::WriterLoop(
-    JobRunner& runner,
-    grpc::ClientReaderWriter<wv1::WorkerMessage, wv1::DispatchMessage>* stream,
+    JobRunner& runner, grpc::ClientReaderWriter<wv1::WorkerMessage, wv1::DispatchMessage>* stream,
     grpc::ClientContext* context, absl::Duration heartbeat) {
-  absl::Time next_heartbeat = absl::Now();  // the first one reports our free slots at once
+  absl::Time next_heartbeat = clock_.Now();  // the first one reports our free slots at once
   while (true) {
     wv1::WorkerMessage msg;
     bool have = false;
-    bool draining = false;
+    bool drained = false;
     bool heartbeat_due = false;
     {
       absl::MutexLock lock(&mu_);
-      absl::Time deadline = next_heartbeat;
-      if (draining_) deadline = std::min(deadline, absl::Now() + kDrainPoll);
-      mu_.AwaitWithDeadline(absl::Condition(this, &GatewayClient::OutboxReady), deadline);
+      clock_.AwaitWithDeadline(mu_, absl::Condition(this, &GatewayClient::WriterHasWork),
+                               next_heartbeat);
       if (stream_done_ || shutdown_) return;
+      if (draining_ && !idle_watch_.joinable()) {
+        // The runner has no idle callback; this thread turns its WaitIdle into a wake-up.
+        idle_watch_ = std::thread([this, &runner] {
+          runner.WaitIdle(absl::InfiniteDuration());
+          absl::MutexLock lock(&mu_);
+          runner_idle_ = true;
+        });
+      }
       // A due heartbeat goes before queued events: a burst of result chunks must not starve
       // the lease.
-      heartbeat_due = absl::Now() >= next_heartbeat;
+      heartbeat_due = clock_.Now() >= next_heartbeat;
       if (!heartbeat_due && !outbox_.empty()) {
         msg = std::move(outbox_.front());
         outbox_.pop_front();
         outbox_bytes_ -= std::min(outbox_bytes_, msg.ByteSizeLong());
         have = true;
-      }
-      draining = draining_;
-    }
-    if (!have && draining && runner.WaitIdle(absl::ZeroDuration())) {
-      // Idle means every job's last event was emitted already; once those are written the
-      // drain is complete.
-      bool empty = false;
-      {
-        absl::MutexLock lock(&mu_);
-        empty = outbox_.empty();
-        if (empty) drained_ = true;
-      }
-      if (empty) {
-        stream->WritesDone();
-        absl::MutexLock lock(&mu_);
-        // The front ends the stream when it sees the half-close; do not wait forever.
-        if (!mu_.AwaitWithTimeout(absl::Condition(&stream_done_), kCloseGrace)) {
-          context->TryCancel();
-        }
-        return;
+      } else if (runner_idle_ && outbox_.empty()) {
+        // Idle means every job's last event was emitted already, and now written: the drain
+        // is complete.
+        drained_ = drained = true;
       }
     }
-    if (!have && heartbeat_due) {
+    if (drained) {
+      stream->WritesDone();
+      absl::MutexLock lock(&mu_);
+      // The front ends the stream when it sees the half-close; do not wait forever.
+      if (!clock_.AwaitWithDeadline(mu_, absl::Condition(&stream_done_),
+                                    clock_.Now() + kCloseGrace)) {
+        context->TryCancel();
+      }
+      return;
+    }
+    if (!have && !heartbeat_due) continue;  // only the idle watch was started
+    if (!have) {
       const JobRunner::Load load = runner.CurrentLoad();
       wv1::Heartbeat* hb = msg.mutable_heartbeat();
       for (const std::string& id : load.running_job_ids) hb->add_running_job_ids(id);
       hb->set_free_slots(load.free_slots);
-      next_heartbeat = absl::Now() + heartbeat;
-      have = true;
+      next_heartbeat = clock_.Now() + heartbeat;
     }
-    if (have && !stream->Write(msg)) {
+    if (!stream->Write(msg)) {
       context->TryCancel();  // the reader notices and reconnects
       return;
     }
   }
+}
+
+void DrainOnSignals(GatewayClient& gateway) {
+  std::thread([&gateway] {
+    const int first = common::WaitForShutdownSignal();
+    std::cerr << "tpdiff-worker: signal " << first << ", draining\n";
+    gateway.Drain();
+    const int second = common::WaitForShutdownSignal();
+    std::cerr << "tpdiff-worker: signal " << second << ", stopping\n";
+    gateway.Shutdown();
+  }).detach();
 }
 
 }  // namespace tpdiff::worker

@@ -10,6 +10,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "tpdiff/common/proto_time.h"
 #include "tpdiff/core/cancellation.h"
 #include "tpdiff/core/sampler.h"
 #include "tpdiff/core/schedule.h"
@@ -404,7 +405,7 @@ void JobRunner::RunJob(Slot& slot, Job& job) {
   const auto started = SteadyClock::now();
   const api::GenerateRequest& request = job.assign.request();
   const double queue_seconds =
-      job.assign.queue_time().seconds() + job.assign.queue_time().nanos() * 1e-9 +
+      absl::ToDoubleSeconds(common::FromProtoDuration(job.assign.queue_time())) +
       std::chrono::duration<double>(started - job.received).count();
 
   auto fail = [&](const absl::Status& status) {

@@ -5,31 +5,13 @@
 #include <filesystem>
 #include <system_error>
 
-#include <torch/cuda.h>
-
-#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "tpdiff/core/schedule.h"
 
 namespace tpdiff::worker {
 
 namespace fs = std::filesystem;
-
-absl::StatusOr<torch::Device> ParseDevice(absl::string_view name) {
-  const std::string n = absl::AsciiStrToLower(name);
-  if (n == "cpu") return torch::Device(torch::kCPU);
-  const bool cuda = torch::cuda::is_available();
-  if (n == "auto") return cuda ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
-  if (n == "cuda" || n == "cuda:0") {
-    if (!cuda) {
-      return absl::FailedPreconditionError(
-          "device: cuda requested but LibTorch has no CUDA support or sees no GPU");
-    }
-    return torch::Device(torch::kCUDA, 0);
-  }
-  return absl::InvalidArgumentError(
-      absl::StrCat("device: \"", name, "\" is not one of cpu, cuda, auto"));
-}
 
 std::string DeviceName(const torch::Device& device) {
   if (device.is_cuda()) return absl::StrCat("cuda:", device.has_index() ? device.index() : 0);
@@ -76,6 +58,23 @@ absl::StatusOr<ModelSet> LoadModels(const std::string& models_dir,
     models.emplace(key, *std::move(model));
   }
   return models;
+}
+
+absl::StatusOr<ModelSet> LoadWorkerModels(const std::string& models_dir,
+                                          const std::string& models, torch::Device device,
+                                          WorkerMetrics* metrics) {
+  std::vector<std::string> names;
+  if (models.empty()) {
+    absl::StatusOr<std::vector<std::string>> listed = ListModelPackages(models_dir);
+    if (!listed.ok()) return listed.status();
+    names = *std::move(listed);
+  } else {
+    names = absl::StrSplit(models, ',', absl::SkipWhitespace());
+  }
+  if (names.empty()) {
+    return absl::NotFoundError(absl::StrCat("models-dir: no model packages in ", models_dir));
+  }
+  return LoadModels(models_dir, names, device, metrics);
 }
 
 tpdiff::v1::ModelInfo ToModelInfo(const model::LoadedModel& model) {

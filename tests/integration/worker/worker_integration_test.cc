@@ -20,7 +20,8 @@
 #include "test_certs.h"
 #include "tiny_package.h"
 #include "tpdiff/client/commands.h"
-#include "tpdiff/client/credentials.h"
+#include "tpdiff/common/channel_security.h"
+#include "tpdiff/common/clock.h"
 #include "tpdiff/client/health.h"
 #include "tpdiff/media/decoder.h"
 #include "tpdiff/server/clock.h"
@@ -51,7 +52,7 @@ class InProcessWorker {
     options.models.push_back(ToModelInfo(*models->at("tiny")));
     options.backoff.initial = absl::Milliseconds(20);
     options.backoff.max = absl::Milliseconds(200);
-    client_ = std::make_unique<GatewayClient>(options);
+    client_ = std::make_unique<GatewayClient>(options, clock_);
     JobRunnerOptions runner_options;
     runner_options.worker_id = id;
     runner_ =
@@ -66,6 +67,7 @@ class InProcessWorker {
   JobRunner& runner() { return *runner_; }
 
  private:
+  common::RealClock clock_;  // a real front: real time
   std::unique_ptr<GatewayClient> client_;
   std::unique_ptr<JobRunner> runner_;
   std::thread thread_;
@@ -365,11 +367,11 @@ TEST_F(WorkerIntegrationTest, TlsWorkerProcessWithSecretServesAnApiKeyClient) {
                        {"--tls-ca=" + certs->ca_cert, "--worker-secret-file=" + secret_file});
   ASSERT_TRUE(WaitForWorkers(1));
 
-  tpdiff::client::ChannelSecurity security;
+  tpdiff::common::ChannelSecurity security;
   security.ca_file = certs->ca_cert;
   security.api_key = kAcmeKey;
   absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
-      tpdiff::client::MakeChannelCredentials(security);
+      tpdiff::common::MakeChannelCredentials(security);
   ASSERT_TRUE(credentials.ok()) << credentials.status();
   stub_ = api::VideoGeneration::NewStub(grpc::CreateChannel(target_, *credentials));
   const std::vector<api::JobEvent> events = GenerateAll(Request(1));
@@ -379,7 +381,7 @@ TEST_F(WorkerIntegrationTest, TlsWorkerProcessWithSecretServesAnApiKeyClient) {
   // The same client with --insecure is refused locally rather than leak the key.
   security.ca_file.clear();
   security.insecure = true;
-  EXPECT_EQ(tpdiff::client::MakeChannelCredentials(security).status().code(),
+  EXPECT_EQ(tpdiff::common::MakeChannelCredentials(security).status().code(),
             absl::StatusCode::kInvalidArgument);
   std::filesystem::remove_all(certs->dir);
 }
@@ -393,11 +395,11 @@ TEST_F(WorkerIntegrationTest, TlsServerNameVerifiesTheCertificatesNameNotTheDial
   const std::string secret_file =
       StartTlsServer(*certs, certs->named_server_cert, certs->named_server_key);
 
-  tpdiff::client::ChannelSecurity security;
+  tpdiff::common::ChannelSecurity security;
   security.ca_file = certs->ca_cert;
   security.api_key = kAcmeKey;
   absl::StatusOr<std::shared_ptr<grpc::Channel>> unnamed =
-      tpdiff::client::MakeChannel(target_, security);
+      tpdiff::common::MakeChannel(target_, security);
   ASSERT_TRUE(unnamed.ok()) << unnamed.status();
   {
     grpc::ClientContext context;
@@ -414,7 +416,7 @@ TEST_F(WorkerIntegrationTest, TlsServerNameVerifiesTheCertificatesNameNotTheDial
   ASSERT_TRUE(WaitForWorkers(1));
   security.server_name = "tpdiff-front.test";
   absl::StatusOr<std::shared_ptr<grpc::Channel>> named =
-      tpdiff::client::MakeChannel(target_, security);
+      tpdiff::common::MakeChannel(target_, security);
   ASSERT_TRUE(named.ok()) << named.status();
   stub_ = api::VideoGeneration::NewStub(*named);
   const std::vector<api::JobEvent> events = GenerateAll(Request(1));

@@ -9,8 +9,8 @@
 #include <gtest/gtest.h>
 
 #include "absl/synchronization/mutex.h"
+#include "tpdiff/client/cli.h"
 #include "tpdiff/client/commands.h"
-#include "tpdiff/client/flag_names.h"
 #include "tpdiff/client/progress.h"
 #include "tpdiff/client/request.h"
 
@@ -60,19 +60,45 @@ TEST(RequestTest, RejectsBadFlagsNamingThem) {
   EXPECT_EQ(ExtensionForMime("application/zip"), "zip");
 }
 
-TEST(FlagNamesTest, DashesInFlagNamesBecomeUnderscores) {
-  std::vector<std::string> raw = {"tpdiff", "--previews-dir=a-b", "--after-seq", "3", "x-y",
-                                  "--", "--keep-me"};
-  std::vector<char*> argv;
-  for (auto& s : raw) argv.push_back(s.data());
-  std::vector<std::string> storage;
-  std::vector<char*> out = NormalizeFlagNames(static_cast<int>(argv.size()), argv.data(), storage);
-  ASSERT_EQ(out.size(), raw.size() + 1);
-  EXPECT_STREQ(out[1], "--previews_dir=a-b");
-  EXPECT_STREQ(out[2], "--after_seq");
-  EXPECT_STREQ(out[4], "x-y");
-  EXPECT_STREQ(out[6], "--keep-me");
-  EXPECT_EQ(out.back(), nullptr);
+// Usage errors are found before any call, so these need no server (the channel to port 1 is
+// never used).
+class CliTest : public ::testing::Test {
+ protected:
+  int Run(std::vector<std::string> args) {
+    options_.server = "127.0.0.1:1";
+    options_.security.insecure = true;
+    return RunCli(args, options_, interrupt_, CommandIo{out_, err_});
+  }
+  CliOptions options_;
+  Interrupt interrupt_;
+  std::ostringstream out_, err_;
+};
+
+TEST_F(CliTest, NoCommandPrintsTheUsage) {
+  EXPECT_EQ(Run({"tpdiff"}), kExitUsage);
+  EXPECT_THAT(err_.str(), HasSubstr("tpdiff <command> [flags]"));
+}
+
+TEST_F(CliTest, AnUnknownCommandIsAUsageError) {
+  EXPECT_EQ(Run({"tpdiff", "render"}), kExitUsage);
+  EXPECT_THAT(err_.str(), HasSubstr("unknown command \"render\""));
+}
+
+TEST_F(CliTest, MissingArgumentsAreUsageErrorsNamingWhatIsMissing) {
+  options_.request.prompt = "a red circle";
+  EXPECT_EQ(Run({"tpdiff", "generate"}), kExitUsage);
+  EXPECT_THAT(err_.str(), HasSubstr("--out: required"));
+  EXPECT_EQ(Run({"tpdiff", "get"}), kExitUsage);
+  EXPECT_THAT(err_.str(), HasSubstr("get: JOB id required"));
+  options_.request.format = "avi";
+  EXPECT_EQ(Run({"tpdiff", "submit"}), kExitUsage);
+  EXPECT_THAT(err_.str(), HasSubstr("--format"));
+}
+
+TEST_F(CliTest, AnApiKeyOverPlaintextIsRefusedBeforeDialling) {
+  options_.security.api_key = "k";
+  EXPECT_EQ(Run({"tpdiff", "models"}), kExitUsage);
+  EXPECT_THAT(err_.str(), HasSubstr("only sent over TLS"));
 }
 
 api::JobEvent Progress(uint32_t stage, uint32_t step, uint32_t steps, uint32_t frames) {

@@ -1,17 +1,22 @@
 #include "tpdiff/worker/gateway_client.h"
 
+#include <gmock/gmock.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <unistd.h>
+
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include <grpcpp/grpcpp.h>
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
-
 #include "absl/synchronization/mutex.h"
 #include "tiny_package.h"
+#include "tpdiff/common/clock.h"
+#include "tpdiff/common/worker_secret.h"
 #include "tpdiff/worker/job_runner.h"
 #include "tpdiff/worker/models.h"
 #include "tpdiff/worker/v1/worker.grpc.pb.h"
@@ -23,6 +28,9 @@ namespace api = ::tpdiff::v1;
 namespace wv1 = ::tpdiff::worker::v1;
 
 constexpr absl::Duration kWait = absl::Seconds(120);  // a bound for bugs, not a sleep
+// Time is a FakeClock: heartbeats and reconnects happen only when a test advances it.
+constexpr absl::Duration kHeartbeat = absl::Minutes(1);
+constexpr absl::Duration kMaxBackoff = absl::Milliseconds(100);  // below kHeartbeat
 
 // A front's WorkerGateway reduced to a recorder: it welcomes each stream, records what the
 // worker sends and lets the test push dispatch messages or drop the stream.
@@ -49,8 +57,11 @@ class FakeGateway final : public wv1::WorkerGateway::Service {
       received_.push_back(msg);
     }
     absl::MutexLock lock(&mu_);
-    stream_ = nullptr;
-    context_ = nullptr;
+    // A reconnect may have installed the next stream already.
+    if (stream_ == stream) {
+      stream_ = nullptr;
+      context_ = nullptr;
+    }
     ++ended_;
     return grpc::Status::OK;
   }
@@ -85,11 +96,17 @@ class FakeGateway final : public wv1::WorkerGateway::Service {
     absl::MutexLock lock(&mu_);
     return hellos_;
   }
+  int heartbeats() {
+    absl::MutexLock lock(&mu_);
+    int n = 0;
+    for (const auto& m : received_) n += m.has_heartbeat() ? 1 : 0;
+    return n;
+  }
 
  private:
   absl::Mutex mu_;
-  grpc::ServerReaderWriter<wv1::DispatchMessage, wv1::WorkerMessage>* stream_
-      ABSL_GUARDED_BY(mu_) = nullptr;
+  grpc::ServerReaderWriter<wv1::DispatchMessage, wv1::WorkerMessage>* stream_ ABSL_GUARDED_BY(mu_) =
+      nullptr;
   grpc::ServerContext* context_ ABSL_GUARDED_BY(mu_) = nullptr;
   std::vector<wv1::Hello> hellos_ ABSL_GUARDED_BY(mu_);
   std::vector<wv1::WorkerMessage> received_ ABSL_GUARDED_BY(mu_);
@@ -129,9 +146,9 @@ class GatewayClientTest : public ::testing::Test {
     options.slots = 1;
     options.models.push_back(ToModelInfo(*models->at("tiny")));
     options.backoff.initial = absl::Milliseconds(10);
-    options.backoff.max = absl::Milliseconds(100);
-    options.heartbeat_interval = absl::Milliseconds(20);
-    client_ = std::make_unique<GatewayClient>(options);
+    options.backoff.max = kMaxBackoff;
+    options.heartbeat_interval = kHeartbeat;
+    client_ = std::make_unique<GatewayClient>(options, clock_);
     JobRunnerOptions runner_options;
     runner_options.worker_id = "worker-a";
     runner_ =
@@ -175,7 +192,16 @@ class GatewayClientTest : public ::testing::Test {
     });
   }
 
+  bool WaitHeartbeats(int n) {
+    return gateway_.WaitFor([n](auto& received, auto&, int) {
+      int seen = 0;
+      for (const auto& m : received) seen += m.has_heartbeat() ? 1 : 0;
+      return seen >= n;
+    });
+  }
+
   std::string models_dir_;
+  common::FakeClock clock_;  // outlives client_
   FakeGateway gateway_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<GatewayClient> client_;
@@ -209,6 +235,19 @@ TEST_F(GatewayClientTest, SaysHelloSendsHeartbeatsAndStreamsAJobsEvents) {
   EXPECT_TRUE(events.back().has_completed()) << events.back().DebugString();
   EXPECT_TRUE(events[events.size() - 2].has_result_chunk());
   EXPECT_TRUE(events[events.size() - 2].result_chunk().last());
+}
+
+TEST_F(GatewayClientTest, HeartbeatsFollowTheClockNotTheTrafficOrTheWallClock) {
+  ASSERT_TRUE(WaitWelcomed(1));
+  ASSERT_TRUE(WaitHeartbeats(1));  // the first one at once, reporting the free slot
+  clock_.Advance(kHeartbeat - absl::Milliseconds(1));
+  // A whole job's events go through the writer, which finds no heartbeat due each time.
+  ASSERT_TRUE(gateway_.Send(AssignMsg("j1", 1)));
+  ASSERT_TRUE(gateway_.WaitFor([](auto& r, auto&, int) { return JobEnded(r, "j1"); }));
+  EXPECT_EQ(gateway_.heartbeats(), 1);
+  clock_.Advance(absl::Milliseconds(1));
+  ASSERT_TRUE(WaitHeartbeats(2));
+  EXPECT_EQ(gateway_.heartbeats(), 2);
 }
 
 TEST_F(GatewayClientTest, CancelFromTheFrontEndsTheJobAsCancelled) {
@@ -251,6 +290,10 @@ TEST_F(GatewayClientTest, ReconnectsAfterTheStreamDropsAndAbandonsTheRunningJob)
   ASSERT_TRUE(gateway_.Send(AssignMsg("orphan", 50)));
   ASSERT_TRUE(WaitForEvent(&api::JobEvent::has_progress));
   gateway_.DropStream();
+  // Run waits out its backoff on the clock: no new stream until the test advances it.
+  ASSERT_TRUE(clock_.AwaitWaiter(clock_.Now() + kMaxBackoff, kWait));
+  EXPECT_EQ(gateway_.hellos().size(), 1u);
+  clock_.Advance(kMaxBackoff);
   ASSERT_TRUE(WaitWelcomed(2));
   EXPECT_EQ(gateway_.hellos()[1].worker_id(), "worker-a");
   EXPECT_TRUE(runner_->WaitIdle(kWait));
@@ -262,6 +305,16 @@ TEST_F(GatewayClientTest, ReconnectsAfterTheStreamDropsAndAbandonsTheRunningJob)
   ASSERT_TRUE(gateway_.Send(AssignMsg("after", 1)));
   ASSERT_TRUE(gateway_.WaitFor([](auto& r, auto&, int) { return JobEnded(r, "after"); }));
   EXPECT_TRUE(gateway_.JobEvents("after").back().has_completed());
+}
+
+TEST_F(GatewayClientTest, ADrainWhileWaitingToReconnectEndsRunAtOnce) {
+  ASSERT_TRUE(WaitWelcomed(1));
+  gateway_.DropStream();
+  ASSERT_TRUE(clock_.AwaitWaiter(clock_.Now() + kMaxBackoff, kWait));  // in the backoff
+  client_->Drain();
+  run_.join();  // without advancing the clock
+  EXPECT_TRUE(run_status_.ok()) << run_status_;
+  EXPECT_EQ(gateway_.hellos().size(), 1u);
 }
 
 TEST_F(GatewayClientTest, ShutdownEndsRun) {
@@ -316,10 +369,10 @@ TEST(GatewayClientRejectionTest, LogsEachRejectionWithItsStatusAndTheNextDelay) 
   options.backoff.initial = absl::Milliseconds(10);
   options.backoff.max = absl::Milliseconds(100);
   options.backoff.jitter = 0;  // exact delays: 10, 20, 40 ms
-  GatewayClient client(options);
-  std::vector<ModelSet> sets;
-  sets.push_back(*std::move(models));
-  JobRunner runner(std::move(sets), client, JobRunnerOptions{});
+  // Real time: the test reads the delays the client waited.
+  common::RealClock clock;
+  GatewayClient client(options, clock);
+  JobRunner runner(*std::move(models), /*slots=*/1, client, JobRunnerOptions{});
   ::testing::internal::CaptureStderr();
   std::thread run([&] { client.Run(runner).IgnoreError(); });
   // The log line of attempt n is written before attempt n + 1 dials.
@@ -336,6 +389,51 @@ TEST(GatewayClientRejectionTest, LogsEachRejectionWithItsStatusAndTheNextDelay) 
   EXPECT_THAT(log, ::testing::HasSubstr(prefix + "retry 1 in 10ms\n"));
   EXPECT_THAT(log, ::testing::HasSubstr(prefix + "retry 2 in 20ms\n"));
   EXPECT_FALSE(client.connected());
+}
+
+class GatewaySecurityTest : public ::testing::Test {
+ protected:
+  void TearDown() override {
+    unsetenv(common::kWorkerSecretEnv);
+    unlink(secret_file_.c_str());
+  }
+  const std::string secret_file_ =
+      ::testing::TempDir() + "/gateway-secret-" + std::to_string(getpid());
+};
+
+TEST_F(GatewaySecurityTest, TheSecretComesFromTheFileElseTheEnvironment) {
+  GatewaySecurityFlags flags;
+  flags.insecure = true;
+  GatewayClientOptions options;
+  ASSERT_TRUE(ConfigureGatewaySecurity(flags, options).ok());
+  EXPECT_NE(options.credentials, nullptr);
+  EXPECT_EQ(options.secret, "");
+  setenv(common::kWorkerSecretEnv, "from-the-environment", 1);
+  ASSERT_TRUE(ConfigureGatewaySecurity(flags, options).ok());
+  EXPECT_EQ(options.secret, "from-the-environment");
+  std::ofstream(secret_file_) << "from-the-file\n";
+  flags.worker_secret_file = secret_file_;
+  ASSERT_TRUE(ConfigureGatewaySecurity(flags, options).ok());
+  EXPECT_EQ(options.secret, "from-the-file");
+  flags.worker_secret_file = "/nonexistent/secret";
+  absl::Status missing = ConfigureGatewaySecurity(flags, options);
+  EXPECT_EQ(missing.code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(missing.message(), ::testing::HasSubstr("--worker-secret-file"));
+}
+
+TEST_F(GatewaySecurityTest, ConflictingFlagsAreRejected) {
+  GatewaySecurityFlags flags;
+  flags.insecure = true;
+  flags.tls_ca = "/ca.pem";
+  GatewayClientOptions options;
+  EXPECT_EQ(ConfigureGatewaySecurity(flags, options).code(), absl::StatusCode::kInvalidArgument);
+  flags = GatewaySecurityFlags();
+  flags.tls_cert = "/cert.pem";  // without --tls-key
+  EXPECT_EQ(ConfigureGatewaySecurity(flags, options).code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(DefaultWorkerIdTest, IsHostnameDashPid) {
+  EXPECT_THAT(DefaultWorkerId(), ::testing::EndsWith("-" + std::to_string(getpid())));
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include "prometheus/registry.h"
 #include "recording_sink.h"
 #include "tiny_package.h"
+#include "tpdiff/core/device.h"
 #include "tpdiff/media/decoder.h"
 #include "tpdiff/worker/metrics.h"
 #include "tpdiff/worker/models.h"
@@ -488,9 +489,9 @@ TEST(ModelsTest, ListsPackagesAndDescribesThem) {
 }
 
 TEST(ModelsTest, ParsesDevices) {
-  EXPECT_EQ(ParseDevice("cpu")->type(), torch::kCPU);
-  EXPECT_TRUE(ParseDevice("auto").ok());
-  EXPECT_EQ(ParseDevice("tpu").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(core::ResolveDevice("cpu")->type(), torch::kCPU);
+  EXPECT_TRUE(core::ResolveDevice("auto").ok());
+  EXPECT_EQ(core::ResolveDevice("tpu").status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(DeviceName(torch::Device(torch::kCUDA, 1)), "cuda:1");
   EXPECT_EQ(DeviceName(torch::kCPU), "cpu");
 }

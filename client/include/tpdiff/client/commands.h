@@ -97,9 +97,6 @@ absl::Status RunModels(tpdiff::v1::VideoGeneration::StubInterface& stub, absl::D
 // "seq 4 progress stage 1/3 step 2/10 frames 4", "seq 9 result_chunk offset 0 bytes 1048576", ...
 std::string FormatEvent(const tpdiff::v1::JobEvent& event);
 
-// grpc::Status -> absl::Status, message kept.
-absl::Status FromGrpc(const grpc::Status& status);
-
 }  // namespace tpdiff::client
 
 #endif  // TPDIFF_CLIENT_COMMANDS_H_

@@ -14,7 +14,8 @@ namespace tpdiff::model {
 // normally when the variable was already set or re-execution is impossible.
 void ReexecWithPassiveOpenMpWait(char** argv);
 
-// Sets LibTorch's intra-op threads: `requested` > 0, else the number of cores. Returns it.
+// Sets LibTorch's intra-op threads to common::IntraOpThreads(requested): `requested` > 0,
+// else the number of cores. Returns it.
 int ConfigureCpuThreads(int requested);
 
 }  // namespace tpdiff::model

@@ -10,15 +10,12 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "tpdiff/common/worker_secret.h"
 
 namespace tpdiff::server {
 
-// Metadata key that carries the worker secret on WorkerGateway.Connect (the worker sends it;
-// see worker/gateway_client.h and docs/security.md).
-inline constexpr char kWorkerSecretMetadata[] = "tpdiff-worker-secret";
-// Environment variable a worker reads its secret from when it has no --worker-secret-file
-// (how local mode hands its generated secret to the worker children).
-inline constexpr char kWorkerSecretEnv[] = "TPDIFF_WORKER_SECRET";
+using ::tpdiff::common::kWorkerSecretEnv;
+using ::tpdiff::common::kWorkerSecretMetadata;
 // Shortest accepted worker secret, so a typo'd or truncated file is caught at start.
 inline constexpr size_t kMinWorkerSecretBytes = 16;
 

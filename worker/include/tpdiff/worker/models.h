@@ -21,9 +21,6 @@ namespace tpdiff::worker {
 // read-only and safe to share, a denoiser's caches are not).
 using ModelSet = std::map<std::string, std::unique_ptr<model::LoadedModel>>;
 
-// "cpu", "cuda" (the first GPU; FAILED_PRECONDITION when LibTorch has no CUDA or sees no GPU)
-// or "auto" (cuda when available, else cpu). INVALID_ARGUMENT otherwise.
-absl::StatusOr<torch::Device> ParseDevice(absl::string_view name);
 // "cpu" or "cuda:N", as the Hello message reports it.
 std::string DeviceName(const torch::Device& device);
 
@@ -37,6 +34,12 @@ absl::StatusOr<std::vector<std::string>> ListModelPackages(const std::string& mo
 absl::StatusOr<ModelSet> LoadModels(const std::string& models_dir,
                                     const std::vector<std::string>& names, torch::Device device,
                                     WorkerMetrics* metrics);
+
+// The packages named in `models` (comma-separated), or all in `models_dir` when empty,
+// loaded once as LoadModels does; every slot shares them. NOT_FOUND when there is none.
+absl::StatusOr<ModelSet> LoadWorkerModels(const std::string& models_dir,
+                                          const std::string& models, torch::Device device,
+                                          WorkerMetrics* metrics);
 
 // The ModelInfo a worker announces in Hello: manifest fields and vocabulary.
 tpdiff::v1::ModelInfo ToModelInfo(const model::LoadedModel& model);

@@ -1,15 +1,15 @@
-#ifndef TPDIFF_CLIENT_CREDENTIALS_H_
-#define TPDIFF_CLIENT_CREDENTIALS_H_
+#ifndef TPDIFF_COMMON_CHANNEL_SECURITY_H_
+#define TPDIFF_COMMON_CHANNEL_SECURITY_H_
+
+#include <grpcpp/grpcpp.h>
 
 #include <memory>
 #include <string>
 
-#include <grpcpp/grpcpp.h>
-
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
-namespace tpdiff::client {
+namespace tpdiff::common {
 
 // How a client (the `tpdiff` CLI, a worker) dials the front; see docs/security.md.
 struct ChannelSecurity {
@@ -39,6 +39,6 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(
 // A whole file; NOT_FOUND names `flag` and the path.
 absl::StatusOr<std::string> ReadFileContents(const std::string& path, absl::string_view flag);
 
-}  // namespace tpdiff::client
+}  // namespace tpdiff::common
 
-#endif  // TPDIFF_CLIENT_CREDENTIALS_H_
+#endif  // TPDIFF_COMMON_CHANNEL_SECURITY_H_

@@ -1,11 +1,11 @@
-#include "tpdiff/client/credentials.h"
+#include "tpdiff/common/channel_security.h"
 
 #include <fstream>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
 
-namespace tpdiff::client {
+namespace tpdiff::common {
 
 absl::StatusOr<std::string> ReadFileContents(const std::string& path, absl::string_view flag) {
   std::ifstream in(path, std::ios::binary);
@@ -52,8 +52,7 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeChannelCredentials
   }
   std::shared_ptr<grpc::ChannelCredentials> channel = grpc::SslCredentials(options);
   if (security.api_key.empty()) return channel;
-  return grpc::CompositeChannelCredentials(channel,
-                                           grpc::AccessTokenCredentials(security.api_key));
+  return grpc::CompositeChannelCredentials(channel, grpc::AccessTokenCredentials(security.api_key));
 }
 
 absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const std::string& target,
@@ -66,4 +65,4 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const std::string& ta
   return grpc::CreateCustomChannel(target, *credentials, args);
 }
 
-}  // namespace tpdiff::client
+}  // namespace tpdiff::common

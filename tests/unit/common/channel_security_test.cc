@@ -1,9 +1,9 @@
-#include "tpdiff/client/credentials.h"
+#include "tpdiff/common/channel_security.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-namespace tpdiff::client {
+namespace tpdiff::common {
 namespace {
 
 using ::testing::HasSubstr;
@@ -18,7 +18,8 @@ TEST(MakeChannelCredentialsTest, ApiKeyIsNeverSentInPlaintext) {
   ChannelSecurity security;
   security.insecure = true;
   security.api_key = "secret-key";
-  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> creds = MakeChannelCredentials(security);
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> creds =
+      MakeChannelCredentials(security);
   ASSERT_EQ(creds.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(creds.status().message(), HasSubstr("only sent over TLS"));
   EXPECT_THAT(creds.status().message(), ::testing::Not(HasSubstr("secret-key")));
@@ -49,7 +50,8 @@ TEST(MakeChannelCredentialsTest, ServerNameNeedsTls) {
 TEST(MakeChannelCredentialsTest, UnreadableCaNamesTheFlag) {
   ChannelSecurity security;
   security.ca_file = "/nonexistent/ca.pem";
-  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> creds = MakeChannelCredentials(security);
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> creds =
+      MakeChannelCredentials(security);
   ASSERT_EQ(creds.status().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(creds.status().message(), HasSubstr("--tls-ca"));
 }
@@ -61,4 +63,4 @@ TEST(MakeChannelCredentialsTest, TlsWithSystemRootsAndKeyBuilds) {
 }
 
 }  // namespace
-}  // namespace tpdiff::client
+}  // namespace tpdiff::common

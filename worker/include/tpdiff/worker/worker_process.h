@@ -1,0 +1,35 @@
+#ifndef TPDIFF_WORKER_WORKER_PROCESS_H_
+#define TPDIFF_WORKER_WORKER_PROCESS_H_
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "tpdiff/worker/gateway_client.h"
+
+namespace tpdiff::worker {
+
+// tpdiff-worker's settings, one field per flag.
+struct WorkerProcessOptions {
+  std::string server = "localhost:50051";  // the front's WorkerGateway
+  std::string models_dir = "models";
+  std::string models;  // comma-separated packages; empty = all in models_dir
+  int slots = 1;
+  std::string device = "auto";                      // common::ParseDeviceSpec
+  int threads = 0;                                  // LibTorch intra-op threads; 0 = one per core
+  std::string worker_id;                            // empty = DefaultWorkerId()
+  std::string metrics_listen;                       // host:port of /metrics; empty = off
+  absl::Duration heartbeat = absl::ZeroDuration();  // 0 = the front's, from Welcome
+  GatewaySecurityFlags security;
+  std::string version;  // reported in Hello
+};
+
+// The worker process: sets LibTorch's threads, loads one model set per slot, serves /metrics,
+// then runs jobs from the front until a drain completes (OK) or a second signal stops it.
+// SIGINT/SIGTERM (common::CatchShutdownSignals, called before) drive DrainOnSignals. Logs
+// progress on stderr; errors name the flag or step that failed.
+absl::Status RunWorkerProcess(const WorkerProcessOptions& options);
+
+}  // namespace tpdiff::worker
+
+#endif  // TPDIFF_WORKER_WORKER_PROCESS_H_
