@@ -2,8 +2,8 @@
 # Checks the Abseil thread-safety annotations (ABSL_GUARDED_BY, ABSL_EXCLUSIVE_LOCKS_REQUIRED,
 # ...) with clang's -Wthread-safety, warnings as errors, in its own build folder (build-tsa).
 # Compiles, without linking, every translation unit of the components whose headers carry
-# annotations and of the test binaries that use them: the server, worker and client libraries
-# and tpdiff_{server,client,worker}_tests, tpdiff_server_integration_tests. Nothing links, so
+# annotations and of the test binaries that use them: the common, server, worker and client
+# libraries and tpdiff_{common,server,client,worker}_tests, tpdiff_server_integration_tests. Nothing links, so
 # LibTorch-heavy core/ is never compiled; only its headers are parsed. Left out:
 # tpdiff_worker_integration_tests, which annotates nothing and whose objects wait for the
 # tpdiff-worker binary (add_dependencies), that is for all of core/.
@@ -26,8 +26,9 @@ start=$(date +%s)
 cmake -S . -B "$build_dir" -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=ThreadSafety \
   -DCMAKE_CXX_FLAGS="-Wthread-safety -Werror" "${launcher[@]}" >/dev/null
 
-targets=(tpdiff_server tpdiff_worker tpdiff_client tpdiff_server_tests tpdiff_client_tests
-         tpdiff_worker_tests tpdiff_server_integration_tests)
+targets=(tpdiff_common tpdiff_server tpdiff_worker tpdiff_client tpdiff_common_tests
+         tpdiff_server_tests tpdiff_client_tests tpdiff_worker_tests
+         tpdiff_server_integration_tests)
 pattern=$(IFS='|'; echo "${targets[*]}")
 # The object files of those targets (Ninja builds an object once the generated headers it
 # needs exist, without linking its target's dependencies).

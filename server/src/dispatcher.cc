@@ -3,10 +3,9 @@
 #include <algorithm>
 #include <utility>
 
-#include <google/protobuf/util/time_util.h>
-
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "tpdiff/common/proto_time.h"
 #include "tpdiff/server/job_queue.h"
 #include "tpdiff/server/validation.h"
 
@@ -18,15 +17,8 @@ using tpdiff::v1::Job;
 using tpdiff::v1::JobEvent;
 using tpdiff::worker::v1::DispatchMessage;
 using tpdiff::worker::v1::WorkerMessage;
-using google::protobuf::util::TimeUtil;
-
-google::protobuf::Duration ToProto(absl::Duration d) {
-  return TimeUtil::NanosecondsToDuration(absl::ToInt64Nanoseconds(d));
-}
-
-absl::Duration FromProto(const google::protobuf::Duration& d) {
-  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
-}
+using common::FromProtoDuration;
+using common::ToProtoDuration;
 
 DispatchMessage CancelMessage(const std::string& job_id, const std::string& reason) {
   DispatchMessage message;
@@ -62,7 +54,7 @@ Dispatcher::Dispatcher(DispatcherOptions options, const Clock& clock, ModelRegis
 absl::Time Dispatcher::QueueDeadline(const ActiveJob& job, absl::Time from) const {
   absl::Time deadline = job.call_deadline;
   if (job.request.has_max_queue_wait()) {
-    const absl::Duration wait = FromProto(job.request.max_queue_wait());
+    const absl::Duration wait = FromProtoDuration(job.request.max_queue_wait());
     if (wait > absl::ZeroDuration()) deadline = std::min(deadline, from + wait);
   }
   return deadline;
@@ -223,8 +215,8 @@ absl::StatusOr<uint64_t> Dispatcher::ConnectWorker(const tpdiff::worker::v1::Hel
       workers_.Add(hello.worker_id(), {hello.models().begin(), hello.models().end()},
                    hello.slots(), channel, now);
   DispatchMessage welcome;
-  *welcome.mutable_welcome()->mutable_heartbeat_interval() = ToProto(options_.heartbeat_interval);
-  *welcome.mutable_welcome()->mutable_lease_timeout() = ToProto(options_.lease_timeout);
+  *welcome.mutable_welcome()->mutable_heartbeat_interval() = ToProtoDuration(options_.heartbeat_interval);
+  *welcome.mutable_welcome()->mutable_lease_timeout() = ToProtoDuration(options_.lease_timeout);
   channel->Send(std::move(welcome));
   if (!admitting_) {
     workers_.SetDraining(connection, now);
@@ -387,7 +379,7 @@ bool Dispatcher::AssignNextLocked(uint64_t connection, absl::Time now) {
   assign->set_job_id(next->job_id);
   *assign->mutable_request() = job.request;
   assign->set_attempt(job.run.attempt);
-  *assign->mutable_queue_time() = ToProto(now - job.queued_at);
+  *assign->mutable_queue_time() = ToProtoDuration(now - job.queued_at);
   worker->channel->Send(std::move(message));
   return true;
 }
@@ -398,7 +390,7 @@ void Dispatcher::ExpireQueuedLocked(absl::Time now) {
     if (it == active_.end()) continue;
     FinishLocked(expired.job_id,
                  JobEventLog::QueueDeadlinePassed(it->second.call_deadline <= now,
-                                                  FromProto(it->second.request.max_queue_wait())));
+                                                  FromProtoDuration(it->second.request.max_queue_wait())));
   }
 }
 

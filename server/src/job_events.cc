@@ -2,10 +2,9 @@
 
 #include <utility>
 
-#include <google/protobuf/util/time_util.h>
-
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "tpdiff/common/proto_time.h"
 
 namespace tpdiff::server {
 
@@ -60,7 +59,7 @@ absl::Status JobEventLog::Create(const std::string& job_id,
   record.set_request_id(request.request_id());
   *record.mutable_request() = request;
   *record.mutable_created_at() =
-      google::protobuf::util::TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(now));
+      common::ToProtoTimestamp(now);
   record.set_attempt(1);
   if (absl::Status created = store_.Create(std::move(record), tenant); !created.ok()) {
     return created;

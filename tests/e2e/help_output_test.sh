@@ -1,6 +1,6 @@
 #!/bin/sh
-# help_output_test.sh SOURCE_DIR BINARY...: each binary's --help lists flags of its own
-# main (file named relative to the source tree), never the source folder's absolute path,
+# help_output_test.sh SOURCE_DIR BINARY...: each binary's --help lists the project's flags
+# (their files named relative to the source tree), never the source folder's absolute path,
 # and never "No flags matched".
 source_dir=$1
 shift
@@ -15,8 +15,8 @@ for binary in "$@"; do
   case "$out" in
     *"$source_dir"*) echo "$name --help: shows the source folder $source_dir"; status=1 ;;
   esac
-  if ! printf '%s\n' "$out" | grep -Eq '^  Flags from [a-z]+/[a-z_]*main\.cc:'; then
-    echo "$name --help: no \"Flags from <component>/...main.cc\" section"; status=1
+  if ! printf '%s\n' "$out" | grep -Eq '^  Flags from [a-z]+/[a-z_/]*\.cc:'; then
+    echo "$name --help: no \"Flags from <component>/....cc\" section"; status=1
   fi
   if ! printf '%s\n' "$out" | grep -Eq '^    --[a-z_]+ \('; then
     echo "$name --help: lists no flag"; status=1

@@ -24,8 +24,9 @@ struct WorkerProcessOptions {
   std::string version;  // reported in Hello
 };
 
-// The worker process: sets LibTorch's threads, loads one model set per slot, serves /metrics,
-// then runs jobs from the front until a drain completes (OK) or a second signal stops it.
+// The worker process: sets LibTorch's threads, loads every model once (the slots share it),
+// serves /metrics, then runs jobs from the front until a drain completes (OK) or a second
+// signal stops it.
 // SIGINT/SIGTERM (common::CatchShutdownSignals, called before) drive DrainOnSignals. Logs
 // progress on stderr; errors name the flag or step that failed.
 absl::Status RunWorkerProcess(const WorkerProcessOptions& options);
