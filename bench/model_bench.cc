@@ -140,8 +140,8 @@ int RunModelBench() {
   if (!tpdiff_model.ok()) return Fail("--tpdiff_model: " + tpdiff_model.status().ToString());
   auto vanilla_model = model::LoadModelPackage(vanilla_dir, device);
   if (!vanilla_model.ok()) return Fail("--vanilla_model: " + vanilla_model.status().ToString());
-  const model::ModelManifest& tm = (*tpdiff_model)->manifest();
-  const model::ModelManifest& vm = (*vanilla_model)->manifest();
+  const spec::ModelManifest& tm = (*tpdiff_model)->manifest();
+  const spec::ModelManifest& vm = (*vanilla_model)->manifest();
   // A mixed-up pair would still print a table; refuse it instead.
   if (tm.stages < 2) {
     return Fail(absl::StrCat("--tpdiff_model: package '", tm.name, "' has ", tm.stages,

@@ -8,7 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "tpdiff/model/model_package.h"
 #include "tpdiff/model/network.h"
-#include "tpdiff/core/tokenizer.h"
+#include "tpdiff/spec/tokenizer.h"
 
 namespace tpdiff::bench {
 namespace {
@@ -24,20 +24,20 @@ absl::Status WriteText(const fs::path& path, const std::string& text) {
 }
 
 // Applies the overrides of `spec` to a manifest and checks it the way the loader will.
-absl::Status Override(const PackageSpec& spec, model::ModelManifest& m) {
+absl::Status Override(const PackageSpec& spec, spec::ModelManifest& m) {
   if (!spec.stage_steps.empty()) m.default_stage_steps = spec.stage_steps;
   if (spec.frames > 0) m.frames = spec.frames;
-  return model::ParseManifest(model::ManifestToJson(m)).status();
+  return spec::ParseManifest(spec::ManifestToJson(m)).status();
 }
 
 absl::Status WriteNullPackage(const PackageSpec& spec) {
-  model::ModelManifest m = model::DefaultBuiltinManifest(spec.name);
+  spec::ModelManifest m = model::DefaultBuiltinManifest(spec.name);
   m.kind = "torchscript";
   m.weights_file = "net.pt";
   m.vocabulary_file = "vocab.txt";
   m.network_config_json.clear();
   if (absl::Status s = Override(spec, m); !s.ok()) return s;
-  auto tokenizer = core::Tokenizer::FromWords(core::ShapesVocabulary());
+  auto tokenizer = spec::Tokenizer::FromWords(spec::ShapesVocabulary());
   if (!tokenizer.ok()) return tokenizer.status();
   std::error_code ec;
   fs::create_directories(spec.dir, ec);
@@ -58,7 +58,7 @@ def forward(self, x, t, stage, tokens):
       !s.ok()) {
     return s;
   }
-  return WriteText(fs::path(spec.dir) / "model.json", model::ManifestToJson(m));
+  return WriteText(fs::path(spec.dir) / "model.json", spec::ManifestToJson(m));
 }
 
 }  // namespace
@@ -76,10 +76,10 @@ absl::Status WritePackage(const PackageSpec& spec) {
     return s;
   }
   if (spec.stage_steps.empty() && spec.frames == 0) return absl::OkStatus();
-  absl::StatusOr<model::ModelManifest> m = model::ReadManifest(spec.dir);
+  absl::StatusOr<spec::ModelManifest> m = spec::ReadManifest(spec.dir);
   if (!m.ok()) return m.status();
   if (absl::Status s = Override(spec, *m); !s.ok()) return s;
-  return WriteText(fs::path(spec.dir) / "model.json", model::ManifestToJson(*m));
+  return WriteText(fs::path(spec.dir) / "model.json", spec::ManifestToJson(*m));
 }
 
 }  // namespace tpdiff::bench

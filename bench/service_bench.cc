@@ -401,7 +401,7 @@ int RunPreviewBench() {
     description = "random cpu-preset package (untrained, the bundled model's size)";
   }
   while (package_dir.size() > 1 && package_dir.back() == '/') package_dir.pop_back();
-  absl::StatusOr<model::ModelManifest> manifest = model::ReadManifest(package_dir);
+  absl::StatusOr<spec::ModelManifest> manifest = spec::ReadManifest(package_dir);
   if (!manifest.ok()) return Fail(manifest.status().ToString());
   const fs::path path = fs::absolute(package_dir);
   auto service = Service::Start(path.parent_path().string(), path.filename().string(), 1,

@@ -19,7 +19,7 @@ case "$mode" in
   asan)
     build_dir=${BUILD_DIR:-build-asan}
     sanitize=address,undefined
-    targets=(tpdiff_common_tests tpdiff_core_tests tpdiff_model_tests tpdiff_train_tests
+    targets=(tpdiff_common_tests tpdiff_spec_tests tpdiff_core_tests tpdiff_model_tests tpdiff_train_tests
              tpdiff_media_tests tpdiff_server_tests tpdiff_worker_tests tpdiff_client_tests
              tpdiff_server_integration_tests tpdiff_worker_integration_tests)
     labels='^(unit|integration)$'

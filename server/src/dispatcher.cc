@@ -201,7 +201,10 @@ absl::StatusOr<uint64_t> Dispatcher::ConnectWorker(const tpdiff::worker::v1::Hel
   if (hello.worker_id().empty()) return absl::InvalidArgumentError("hello.worker_id: required");
   if (hello.slots() < 1) return absl::InvalidArgumentError("hello.slots: must be at least 1");
   if (hello.models().empty()) return absl::InvalidArgumentError("hello.models: at least one required");
-  for (const tpdiff::v1::ModelInfo& info : hello.model_info()) models_.AddFromWorker(info);
+  for (const tpdiff::v1::ModelInfo& info : hello.model_info()) {
+    absl::Status added = models_.AddFromWorker(info);
+    if (!added.ok()) return absl::InvalidArgumentError(absl::StrCat("hello.", added.message()));
+  }
 
   absl::MutexLock lock(&mu_);
   const absl::Time now = clock_.Now();

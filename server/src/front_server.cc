@@ -32,9 +32,9 @@ absl::Status FrontServer::Start() {
   metrics_ = std::make_unique<ServerMetrics>(*registry_);
   models_ = std::make_unique<ModelRegistry>(options_.default_model);
   if (!options_.models_dir.empty()) {
-    absl::StatusOr<std::vector<tpdiff::v1::ModelInfo>> models = ReadModelsDir(options_.models_dir);
+    absl::StatusOr<std::vector<spec::ModelSpec>> models = ReadModelsDir(options_.models_dir);
     if (!models.ok()) return models.status();
-    for (tpdiff::v1::ModelInfo& info : *models) models_->AddFromDisk(std::move(info));
+    for (spec::ModelSpec& model : *models) models_->AddFromDisk(std::move(model));
   }
   store_ = std::make_unique<InMemoryJobStore>(clock_, options_.job_ttl, options_.job_store_bytes);
   dispatcher_ = std::make_unique<Dispatcher>(options_.dispatcher, clock_, *models_, *store_, *metrics_);

@@ -1,11 +1,12 @@
-// libFuzzer target: both readers of a package's model.json on the same bytes —
-// model::ParseManifest (what the worker loads) and server::ReadModelPackageInfo (what the front
-// lists and validates requests against, written to a scratch package folder).
+// libFuzzer target: the one reader of a package's model.json and vocabulary
+// (spec::ParseManifest and spec::ReadModelPackageSpec, which the front and the worker both
+// call), on the fuzz bytes as model.json in a scratch package folder.
 //
 // Checks beyond "does not crash or throw": an accepted manifest survives ManifestToJson and a
 // second parse unchanged; errors are INVALID_ARGUMENT (or NOT_FOUND for a missing vocabulary
-// file); and the front accepts every manifest the worker accepts, with the same limits, so a
-// package a worker can serve never stops the front from starting.
+// file); an accepted package keeps its limits through the ModelInfo a worker announces; its
+// defaults admit a request (a manifest whose defaults every request would fail is an error);
+// and the worker's stage plan for those defaults exists.
 
 #include <unistd.h>
 
@@ -17,14 +18,15 @@
 #include <fstream>
 #include <string>
 
-#include <nlohmann/json.hpp>
-
-#include "tpdiff/model/model_package.h"
-#include "tpdiff/server/model_registry.h"
+#include "tpdiff/spec/manifest.h"
+#include "tpdiff/spec/model_info.h"
+#include "tpdiff/spec/request.h"
+#include "tpdiff/spec/stage_plan.h"
 
 namespace {
 
 namespace fs = std::filesystem;
+namespace spec = tpdiff::spec;
 
 [[noreturn]] void Fail(const std::string& what, const std::string& text) {
   std::fprintf(stderr, "manifest_fuzzer: %s\nmodel.json: %s\n", what.c_str(), text.c_str());
@@ -48,11 +50,12 @@ const fs::path& PackageDir() {
   return *dir;
 }
 
-bool SameManifest(const tpdiff::model::ModelManifest& a, const tpdiff::model::ModelManifest& b) {
-  return a.name == b.name && a.kind == b.kind && a.parameterization == b.parameterization &&
-         a.frames == b.frames && a.height == b.height && a.width == b.width &&
-         a.channels == b.channels && a.fps == b.fps && a.stages == b.stages &&
-         a.boundaries == b.boundaries && a.default_stage_steps == b.default_stage_steps &&
+bool SameManifest(const spec::ModelManifest& a, const spec::ModelManifest& b) {
+  return a.name == b.name && a.kind == b.kind && a.description == b.description &&
+         a.parameterization == b.parameterization && a.frames == b.frames &&
+         a.height == b.height && a.width == b.width && a.channels == b.channels &&
+         a.fps == b.fps && a.stages == b.stages && a.boundaries == b.boundaries &&
+         a.default_stage_steps == b.default_stage_steps &&
          a.default_guidance_scale == b.default_guidance_scale && a.weights_file == b.weights_file &&
          a.vocabulary_file == b.vocabulary_file && a.network_config_json == b.network_config_json;
 }
@@ -62,51 +65,53 @@ bool SameManifest(const tpdiff::model::ModelManifest& a, const tpdiff::model::Mo
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string text(reinterpret_cast<const char*>(data), size);
 
-  absl::StatusOr<tpdiff::model::ModelManifest> core = tpdiff::model::ParseManifest(text);
-  if (!core.ok() && core.status().code() != absl::StatusCode::kInvalidArgument) {
-    Fail("core: error is not INVALID_ARGUMENT: " + core.status().ToString(), text);
+  absl::StatusOr<spec::ModelManifest> parsed = spec::ParseManifest(text);
+  if (!parsed.ok() && parsed.status().code() != absl::StatusCode::kInvalidArgument) {
+    Fail("parse: error is not INVALID_ARGUMENT: " + parsed.status().ToString(), text);
   }
-  if (core.ok()) {
-    const std::string again = tpdiff::model::ManifestToJson(*core);
-    absl::StatusOr<tpdiff::model::ModelManifest> reparsed = tpdiff::model::ParseManifest(again);
-    if (!reparsed.ok()) Fail("core: ManifestToJson output rejected: " + reparsed.status().ToString(), text);
-    if (!SameManifest(*core, *reparsed)) Fail("core: round trip changed the manifest", text);
+  if (parsed.ok()) {
+    const std::string again = spec::ManifestToJson(*parsed);
+    absl::StatusOr<spec::ModelManifest> reparsed = spec::ParseManifest(again);
+    if (!reparsed.ok()) Fail("ManifestToJson output rejected: " + reparsed.status().ToString(), text);
+    if (!SameManifest(*parsed, *reparsed)) Fail("round trip changed the manifest", text);
   }
 
   const fs::path& dir = PackageDir();
   WriteFile(dir / "model.json", text);
-  absl::StatusOr<tpdiff::v1::ModelInfo> front = tpdiff::server::ReadModelPackageInfo(dir.string());
-  if (!front.ok() && front.status().code() != absl::StatusCode::kInvalidArgument &&
-      front.status().code() != absl::StatusCode::kNotFound) {
-    Fail("server: unexpected error code: " + front.status().ToString(), text);
+  absl::StatusOr<spec::ModelSpec> package = spec::ReadModelPackageSpec(dir.string());
+  if (!package.ok()) {
+    if (package.status().code() != absl::StatusCode::kInvalidArgument &&
+        package.status().code() != absl::StatusCode::kNotFound) {
+      Fail("package: unexpected error code: " + package.status().ToString(), text);
+    }
+    return 0;
   }
-  if (front.ok()) {
-    if (front->name().empty() || front->frames() == 0 || front->height() == 0 ||
-        front->width() == 0 || front->fps() == 0 || front->default_stage_steps_size() == 0) {
-      Fail("server: accepted a manifest with an empty limit", text);
-    }
-    for (uint32_t steps : front->default_stage_steps()) {
-      if (steps == 0) Fail("server: accepted a stage with 0 default steps", text);
-    }
-    // Like the worker's reader, the front must not read files outside the package folder.
-    const nlohmann::json json = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-    if (json.is_object() && json.contains("vocabulary_file") && json["vocabulary_file"].is_string()) {
-      const fs::path vocabulary(json["vocabulary_file"].get<std::string>());
-      bool outside = vocabulary.is_absolute();
-      for (const fs::path& part : vocabulary) outside = outside || part == "..";
-      if (outside) Fail("server: read a vocabulary_file outside the package", text);
-    }
+  if (!parsed.ok()) Fail("package accepted a manifest ParseManifest rejects", text);
+  const spec::ModelManifest& m = package->manifest;
+
+  // What a worker announces, read back by the front, keeps the limits.
+  absl::StatusOr<spec::ModelSpec> announced =
+      spec::ModelSpecFromInfo(spec::ToModelInfo(m, package->tokenizer));
+  if (!announced.ok()) Fail("ModelSpecFromInfo rejects: " + announced.status().ToString(), text);
+  const spec::ModelManifest& a = announced->manifest;
+  if (a.name != m.name || a.frames != m.frames || a.height != m.height || a.width != m.width ||
+      a.fps != m.fps || a.stages != m.stages || a.default_stage_steps != m.default_stage_steps) {
+    Fail("the announced ModelInfo changes the limits", text);
   }
-  // The worker loads this package only with its vocabulary file, so compare when it is ours.
-  if (core.ok() && core->vocabulary_file == "vocab.txt") {
-    if (!front.ok()) Fail("server rejects a manifest core accepts: " + front.status().ToString(), text);
-    if (front->name() != core->name || static_cast<int>(front->frames()) != core->frames ||
-        static_cast<int>(front->height()) != core->height ||
-        static_cast<int>(front->width()) != core->width ||
-        static_cast<int>(front->fps()) != core->fps ||
-        front->default_stage_steps_size() != core->stages) {
-      Fail("server and core read different limits", text);
-    }
+
+  // The defaults admit a request, and the worker can plan it.
+  tpdiff::v1::GenerateRequest request;
+  request.set_prompt("a red circle");
+  absl::StatusOr<tpdiff::v1::GenerateRequest> filled =
+      spec::ValidateAndFill(request, m, package->tokenizer, /*random_seed=*/1);
+  if (!filled.ok()) Fail("the defaults fail a request: " + filled.status().ToString(), text);
+  spec::StagePlanOptions options;
+  options.num_frames = static_cast<int>(filled->num_frames());
+  options.num_stages = filled->stage_steps_size();
+  options.steps_per_stage.assign(filled->stage_steps().begin(), filled->stage_steps().end());
+  options.boundaries = m.boundaries;
+  if (!spec::StagePlan::Create(spec::NoiseSchedule(m.parameterization), options).ok()) {
+    Fail("the worker cannot plan the default request", text);
   }
   return 0;
 }

@@ -1,4 +1,4 @@
-// libFuzzer target: core::Tokenizer — a vocabulary file and a prompt, both from the fuzz bytes
+// libFuzzer target: spec::Tokenizer — a vocabulary file and a prompt, both from the fuzz bytes
 // (split at the first NUL byte; no NUL = the input is a prompt for the bundled vocabulary).
 //
 // Checks: Encode returns exactly kMaxTokens ids inside [0, vocab_size) with padding only at
@@ -13,11 +13,11 @@
 #include <vector>
 
 #include "absl/strings/string_view.h"
-#include "tpdiff/core/tokenizer.h"
+#include "tpdiff/spec/tokenizer.h"
 
 namespace {
 
-using tpdiff::core::Tokenizer;
+using tpdiff::spec::Tokenizer;
 
 [[noreturn]] void Fail(const char* what, absl::string_view input) {
   std::fprintf(stderr, "tokenizer_fuzzer: %s\ninput (%zu bytes): %.*s\n", what, input.size(),
@@ -44,7 +44,7 @@ void CheckEncode(const Tokenizer& tokenizer, absl::string_view prompt, absl::str
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const Tokenizer* shapes =
-      new Tokenizer(*Tokenizer::FromWords(tpdiff::core::ShapesVocabulary()));
+      new Tokenizer(*Tokenizer::FromWords(tpdiff::spec::ShapesVocabulary()));
   const absl::string_view input(reinterpret_cast<const char*>(data), size);
   const size_t nul = input.find('\0');
   if (nul == absl::string_view::npos) {

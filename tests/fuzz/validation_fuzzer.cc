@@ -1,10 +1,10 @@
-// libFuzzer target: the front's request validation (server::ValidateAndFill) on a
-// GenerateRequest parsed from the fuzz bytes as a serialized proto.
+// libFuzzer target: request validation (spec::ValidateAndFill, which the front and the
+// worker both run) on a GenerateRequest parsed from the fuzz bytes as a serialized proto.
 //
-// Beyond "does not crash", it checks the contract between the front and the worker: a request
-// the front accepts must be one the worker can run, so every accepted request is replayed
-// through the worker's own checks (core::Tokenizer::Encode on both prompts, core::StagePlan
-// for the stage list), and its filled-in fields must sit inside the documented limits.
+// Beyond "does not crash", it checks that a request accepted here is one the worker can run:
+// every accepted request is replayed through what the worker does next (Tokenizer::Encode on
+// both prompts, StagePlan for the stage list), and its filled-in fields must sit inside the
+// documented limits.
 
 #include <cstddef>
 #include <cstdint>
@@ -14,17 +14,15 @@
 
 #include <google/protobuf/stubs/logging.h>
 
-#include "tpdiff/core/schedule.h"
-#include "tpdiff/core/stage_plan.h"
-#include "tpdiff/core/tokenizer.h"
-#include "tpdiff/server/model_registry.h"
-#include "tpdiff/server/validation.h"
+#include "tpdiff/spec/request.h"
+#include "tpdiff/spec/stage_plan.h"
+#include "tpdiff/spec/tokenizer.h"
 #include "tpdiff/v1/video_generation.pb.h"
 
 namespace {
 
+namespace spec = tpdiff::spec;
 using tpdiff::v1::GenerateRequest;
-using tpdiff::v1::ModelInfo;
 
 [[noreturn]] void Fail(const char* what, const GenerateRequest& request) {
   std::fprintf(stderr, "validation_fuzzer: %s\nrequest: %s\n", what,
@@ -32,36 +30,26 @@ using tpdiff::v1::ModelInfo;
   std::abort();
 }
 
-ModelInfo Model(const std::string& name, uint32_t frames, int stages, bool vocabulary) {
-  ModelInfo info;
-  info.set_name(name);
-  info.set_kind("builtin");
-  info.set_parameterization("flow_matching");
-  info.set_frames(frames);
-  info.set_height(32);
-  info.set_width(32);
-  info.set_channels(3);
-  info.set_fps(8);
-  for (int i = 0; i < stages; ++i) info.add_default_stage_steps(4);
-  info.set_default_guidance_scale(3.0f);
-  if (vocabulary) {
-    for (const std::string& word : tpdiff::core::ShapesVocabulary()) info.add_vocabulary(word);
-  }
-  return info;
+spec::ModelManifest Model(const std::string& name, int frames, int stages) {
+  spec::ModelManifest m;
+  m.name = name;
+  m.kind = "builtin";
+  m.frames = frames;
+  m.stages = stages;
+  m.default_stage_steps.assign(stages, 4);
+  m.default_guidance_scale = 3.0;
+  return m;
 }
 
 struct Fixture {
-  Fixture() : tokenizer(*tpdiff::core::Tokenizer::FromWords(tpdiff::core::ShapesVocabulary())) {
+  Fixture() {
     // Invalid UTF-8 in string fields fails the parse (as on the wire) and logs each time.
     google::protobuf::SetLogHandler(nullptr);
-    // The bundled model's shape, a deeper pyramid and a model that announced no vocabulary
-    // (a worker's Hello may omit it): the front then accepts any words.
-    registry.AddFromDisk(Model("tpdiff-shapes", 16, 3, true));
-    registry.AddFromDisk(Model("deep", 64, 5, true));
-    registry.AddFromWorker(Model("open", 8, 2, false));
   }
-  tpdiff::server::ModelRegistry registry{"tpdiff-shapes"};
-  tpdiff::core::Tokenizer tokenizer;
+  // The bundled model's shape and a deeper pyramid ("deep" in the request's model field).
+  spec::ModelManifest shapes = Model("tpdiff-shapes", 16, 3);
+  spec::ModelManifest deep = Model("deep", 64, 5);
+  spec::Tokenizer tokenizer = *spec::Tokenizer::FromWords(spec::ShapesVocabulary());
 };
 
 }  // namespace
@@ -70,8 +58,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static Fixture* fixture = new Fixture();  // never destroyed: libFuzzer exits without cleanup
   GenerateRequest request;
   if (!request.ParseFromArray(data, static_cast<int>(size))) return 0;
+  const spec::ModelManifest& model = request.model() == "deep" ? fixture->deep : fixture->shapes;
   absl::StatusOr<GenerateRequest> filled =
-      tpdiff::server::ValidateAndFill(request, fixture->registry, /*random_seed=*/0);
+      spec::ValidateAndFill(request, model, fixture->tokenizer, /*random_seed=*/0);
   if (!filled.ok()) {
     if (filled.status().code() != absl::StatusCode::kInvalidArgument) {
       Fail("rejection is not INVALID_ARGUMENT", request);
@@ -82,13 +71,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return 0;
   }
   const GenerateRequest& r = *filled;
-  absl::StatusOr<ModelInfo> model = fixture->registry.Find(r.model());
-  if (!model.ok()) Fail("accepted an unknown model", request);
+  if (r.model() != request.model() && !(request.model().empty() && r.model() == model.name)) {
+    Fail("model changed", request);
+  }
   if (r.seed() == 0) Fail("seed left at 0", request);
-  if (r.num_frames() == 0 || r.num_frames() > model->frames()) Fail("num_frames out of range", request);
-  if (r.height() != model->height() || r.width() != model->width()) Fail("size mismatch", request);
-  if (r.fps() < tpdiff::server::kMinFps || r.fps() > tpdiff::server::kMaxFps) Fail("fps", request);
-  if (!(r.guidance_scale() > 0.0f && r.guidance_scale() <= tpdiff::server::kMaxGuidanceScale)) {
+  if (r.num_frames() == 0 || r.num_frames() > static_cast<uint32_t>(model.frames)) {
+    Fail("num_frames out of range", request);
+  }
+  if (r.height() != static_cast<uint32_t>(model.height) ||
+      r.width() != static_cast<uint32_t>(model.width)) {
+    Fail("size mismatch", request);
+  }
+  if (r.fps() < spec::kMinFps || r.fps() > spec::kMaxFps) Fail("fps", request);
+  if (!(r.guidance_scale() > 0.0f && r.guidance_scale() <= spec::kMaxGuidanceScale)) {
     Fail("guidance_scale out of range", request);
   }
   if (r.sampler() == tpdiff::v1::SAMPLER_UNSPECIFIED || r.priority() == tpdiff::v1::PRIORITY_UNSPECIFIED ||
@@ -97,26 +92,24 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     Fail("a default was not filled in", request);
   }
 
-  // The worker's checks (worker/src/job_runner.cc): tokenizer and stage plan.
-  if (model->vocabulary_size() > 0) {
-    if (!fixture->tokenizer.Encode(r.prompt()).ok()) Fail("worker tokenizer rejects prompt", request);
-    if (!r.negative_prompt().empty() && !fixture->tokenizer.Encode(r.negative_prompt()).ok()) {
-      Fail("worker tokenizer rejects negative_prompt", request);
-    }
+  // What the worker does next (worker/src/job_runner.cc): encode, then plan.
+  if (!fixture->tokenizer.Encode(r.prompt()).ok()) Fail("worker tokenizer rejects prompt", request);
+  if (!r.negative_prompt().empty() && !fixture->tokenizer.Encode(r.negative_prompt()).ok()) {
+    Fail("worker tokenizer rejects negative_prompt", request);
   }
-  const tpdiff::core::NoiseSchedule schedule(tpdiff::core::Parameterization::kFlowMatching);
+  const spec::NoiseSchedule schedule(spec::Parameterization::kFlowMatching);
   if (r.sampler() == tpdiff::v1::SAMPLER_VANILLA) {
     int total = 0;
     for (uint32_t steps : r.stage_steps()) total += static_cast<int>(steps);
-    if (!tpdiff::core::StagePlan::Vanilla(schedule, static_cast<int>(r.num_frames()), total).ok()) {
+    if (!spec::StagePlan::Vanilla(schedule, static_cast<int>(r.num_frames()), total).ok()) {
       Fail("worker rejects the vanilla plan", request);
     }
   } else {
-    tpdiff::core::StagePlanOptions options;
+    spec::StagePlanOptions options;
     options.num_frames = static_cast<int>(r.num_frames());
     options.num_stages = r.stage_steps_size();
     options.steps_per_stage.assign(r.stage_steps().begin(), r.stage_steps().end());
-    if (!tpdiff::core::StagePlan::Create(schedule, options).ok()) {
+    if (!spec::StagePlan::Create(schedule, options).ok()) {
       Fail("worker rejects the stage plan", request);
     }
   }

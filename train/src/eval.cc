@@ -320,7 +320,7 @@ namespace {
 // The plan a run samples with. TPDiff: the package's stages with one entry per stage. Vanilla:
 // one full-rate stage whose steps are the entries' sum, so "--stage-steps 30" and
 // "--stage-steps 10,10,10" (the same total as a pyramid plan) both mean 30 steps.
-absl::StatusOr<core::StagePlan> ResolvePlan(const model::ModelManifest& m,
+absl::StatusOr<core::StagePlan> ResolvePlan(const spec::ModelManifest& m,
                                             const EvalOptions& options) {
   if (options.sampler != "tpdiff" && options.sampler != "vanilla") {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -375,7 +375,7 @@ absl::StatusOr<std::unique_ptr<EvalRunner>> EvalRunner::Create(const model::Load
                                                                std::vector<EvalPrompt> prompts,
                                                                const EvalOptions& options,
                                                                std::string out_dir) {
-  const model::ModelManifest& m = model.manifest();
+  const spec::ModelManifest& m = model.manifest();
   absl::StatusOr<core::StagePlan> plan = ResolvePlan(m, options);
   if (!plan.ok()) return plan.status();
 
@@ -411,7 +411,7 @@ absl::StatusOr<EvalVideoResult> EvalRunner::Next() {
     return absl::FailedPreconditionError(
         absl::StrCat("eval: all ", prompts_.size(), " prompts are done"));
   }
-  const model::ModelManifest& m = model_.manifest();
+  const spec::ModelManifest& m = model_.manifest();
   core::SampleRequest request;
   request.batch = 1;
   request.channels = m.channels;

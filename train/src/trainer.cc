@@ -32,7 +32,7 @@
 #include "tpdiff/core/device.h"
 #include "tpdiff/core/schedule.h"
 #include "tpdiff/core/stage_plan.h"
-#include "tpdiff/core/tokenizer.h"
+#include "tpdiff/spec/tokenizer.h"
 #include "tpdiff/core/torch_status.h"
 #include "tpdiff/core/training.h"
 
@@ -144,15 +144,15 @@ std::vector<AdamW::Param> OptimizerParams(model::TpdiffNetImpl& net) {
   return out;
 }
 
-torch::Tensor Tokenize(const core::Tokenizer& tok, const std::vector<std::string>& captions) {
+torch::Tensor Tokenize(const spec::Tokenizer& tok, const std::vector<std::string>& captions) {
   torch::Tensor ids = torch::zeros(
-      {static_cast<int64_t>(captions.size()), core::Tokenizer::kMaxTokens}, torch::kLong);
+      {static_cast<int64_t>(captions.size()), spec::Tokenizer::kMaxTokens}, torch::kLong);
   auto acc = ids.accessor<int64_t, 2>();
   for (size_t i = 0; i < captions.size(); ++i) {
     auto encoded = tok.Encode(captions[i]);
     // The renderer's grammar only uses vocabulary words; anything else is a programming error.
     TORCH_CHECK(encoded.ok(), "caption \"", captions[i], "\": ", encoded.status().ToString());
-    for (int j = 0; j < core::Tokenizer::kMaxTokens; ++j) acc[i][j] = (*encoded)[j];
+    for (int j = 0; j < spec::Tokenizer::kMaxTokens; ++j) acc[i][j] = (*encoded)[j];
   }
   return ids;
 }
@@ -171,8 +171,8 @@ void CopyParams(model::TpdiffNetImpl& dst, model::TpdiffNetImpl& src) {
   for (size_t i = 0; i < d.size(); ++i) d[i].copy_(s[i]);
 }
 
-model::ModelManifest PackageManifest(const TrainOptions& o, const core::StagePlan& plan) {
-  model::ModelManifest m = model::DefaultBuiltinManifest(o.name);
+spec::ModelManifest PackageManifest(const TrainOptions& o, const core::StagePlan& plan) {
+  spec::ModelManifest m = model::DefaultBuiltinManifest(o.name);
   m.frames = o.clip.frames;
   m.height = o.clip.height;
   m.width = o.clip.width;
@@ -278,7 +278,7 @@ std::optional<torch::Generator> DeviceNoiseGenerator(const torch::Device& device
 // Loads a package's weights into `net`; returns the parameters the package did not have.
 absl::StatusOr<std::vector<std::string>> WarmStart(const std::string& package_dir,
                                                    model::TpdiffNetImpl& net) {
-  auto manifest = model::ReadManifest(package_dir);
+  auto manifest = spec::ReadManifest(package_dir);
   if (!manifest.ok()) return Flag("init-from", std::string(manifest.status().message()));
   if (manifest->kind != "builtin") {
     return Flag("init-from", absl::StrCat(package_dir, " is a ", manifest->kind,
@@ -439,7 +439,7 @@ train::ClipBatch ClipPrefetcher::Next() {
 
 absl::Status RunTraining(const TrainOptions& options_in, std::ostream* progress) {
   TrainOptions o = options_in;
-  auto tokenizer = core::Tokenizer::FromWords(core::ShapesVocabulary());
+  auto tokenizer = spec::Tokenizer::FromWords(spec::ShapesVocabulary());
   if (!tokenizer.ok()) return tokenizer.status();
   o.network.vocab_size = tokenizer->vocab_size();
   TPDIFF_RETURN_IF_ERROR(ValidateOptions(o));
@@ -511,7 +511,7 @@ absl::Status RunTraining(const TrainOptions& options_in, std::ostream* progress)
   if (!log) return absl::InternalError(absl::StrCat(log_path, ": cannot open"));
   if (!o.resume || !log_exists) log << "step,loss,seconds,stage,lr,clips\n";
 
-  const model::ModelManifest manifest = PackageManifest(o, *plan);
+  const spec::ModelManifest manifest = PackageManifest(o, *plan);
   auto write_outputs = [&]() -> absl::Status {
     TPDIFF_RETURN_IF_ERROR(model::WriteModelPackage(o.out_dir, manifest, *tokenizer, *ema));
     return SaveCheckpoint(o, s, *net, *ema, adam, gen, noise_gen);
@@ -618,7 +618,7 @@ absl::Status RunTraining(const TrainOptions& options_in, std::ostream* progress)
 
 absl::Status MeasureCosts(const TrainOptions& options_in, int repeats, std::ostream& out) {
   TrainOptions o = options_in;
-  o.network.vocab_size = static_cast<int>(core::ShapesVocabulary().size()) + 1;
+  o.network.vocab_size = static_cast<int>(spec::ShapesVocabulary().size()) + 1;
   if (o.iters <= 0 && o.minutes <= 0) o.iters = 1;
   TPDIFF_RETURN_IF_ERROR(ValidateOptions(o));
   auto device = core::ResolveDevice(o.device, "--device");
@@ -649,7 +649,7 @@ absl::Status MeasureCosts(const TrainOptions& options_in, int repeats, std::ostr
       const torch::Tensor x = torch::randn({2, 3, T, H, W}, fopts);
       const torch::Tensor t = torch::full({2}, 0.5f, fopts);
       const torch::Tensor st = torch::ones({2}, lopts);
-      const torch::Tensor tok = torch::zeros({2, core::Tokenizer::kMaxTokens}, lopts);
+      const torch::Tensor tok = torch::zeros({2, spec::Tokenizer::kMaxTokens}, lopts);
       net->forward(x, t, st, tok).sum().item<float>();
       const auto a = Clock::now();
       for (int i = 0; i < repeats; ++i) net->forward(x, t, st, tok).sum().item<float>();

@@ -17,6 +17,7 @@
 #include "tpdiff/core/stage_plan.h"
 #include "tpdiff/core/torch_status.h"
 #include "tpdiff/media/encoder.h"
+#include "tpdiff/spec/request.h"
 #include "tpdiff/worker/frames.h"
 
 namespace tpdiff::worker {
@@ -46,13 +47,11 @@ media::OutputFormat ToMediaFormat(api::VideoFormat format, media::OutputFormat f
 }
 
 // The request as this worker runs it: the front fills defaults in, but a worker must not
-// depend on that to stay inside its model's limits.
+// depend on that to stay inside its model's limits, so it runs the same spec::ValidateAndFill.
 struct ResolvedRequest {
   model::LoadedModel* model = nullptr;
-  int frames = 0;
-  double fps = 0;
+  api::GenerateRequest request;  // every default filled in
   std::vector<int> stage_steps;
-  double guidance = 1;
   torch::Tensor tokens;
   torch::Tensor negative_tokens;
 };
@@ -70,35 +69,19 @@ absl::StatusOr<ResolvedRequest> Resolve(ModelSet& models, const api::GenerateReq
     }
     out.model = it->second.get();
   }
-  const model::ModelManifest& m = out.model->manifest();
-  out.frames = req.num_frames() == 0 ? m.frames : static_cast<int>(req.num_frames());
-  if (out.frames > m.frames) {
-    return absl::InvalidArgumentError(absl::StrCat("num_frames: ", out.frames,
-                                                   " exceeds the model's maximum of ", m.frames));
-  }
-  if ((req.height() != 0 && static_cast<int>(req.height()) != m.height) ||
-      (req.width() != 0 && static_cast<int>(req.width()) != m.width)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("height/width: ", req.height(), "x", req.width(), " differs from the model's ",
-                     m.height, "x", m.width, ", the only size it supports"));
-  }
-  out.fps = req.fps() == 0 ? m.fps : req.fps();
-  if (req.stage_steps().empty()) {
-    out.stage_steps = m.default_stage_steps;
-  } else {
-    out.stage_steps.assign(req.stage_steps().begin(), req.stage_steps().end());
-  }
-  if (out.stage_steps.empty()) {
-    return absl::InvalidArgumentError("stage_steps: empty, and the model has no default");
-  }
-  out.guidance = req.guidance_scale() == 0 ? m.default_guidance_scale : req.guidance_scale();
+  const spec::Tokenizer& tokenizer = out.model->tokenizer();
+  // A zero seed has been replaced by the front; one sent straight to a worker gets seed 1.
+  absl::StatusOr<api::GenerateRequest> filled =
+      spec::ValidateAndFill(req, out.model->manifest(), tokenizer, /*random_seed=*/1);
+  if (!filled.ok()) return filled.status();
+  out.request = *std::move(filled);
+  out.stage_steps.assign(out.request.stage_steps().begin(), out.request.stage_steps().end());
 
-  const core::Tokenizer& tokenizer = out.model->tokenizer();
-  absl::StatusOr<std::vector<int64_t>> ids = tokenizer.Encode(req.prompt());
+  absl::StatusOr<std::vector<int64_t>> ids = tokenizer.Encode(out.request.prompt());
   if (!ids.ok()) return ids.status();
   out.tokens = torch::tensor(*ids, torch::kLong).unsqueeze(0);
-  if (!req.negative_prompt().empty()) {
-    absl::StatusOr<std::vector<int64_t>> neg = tokenizer.Encode(req.negative_prompt());
+  if (!out.request.negative_prompt().empty()) {
+    absl::StatusOr<std::vector<int64_t>> neg = tokenizer.Encode(out.request.negative_prompt());
     if (!neg.ok()) {
       return absl::Status(neg.status().code(),
                           absl::StrCat("negative_", neg.status().message()));
@@ -108,16 +91,16 @@ absl::StatusOr<ResolvedRequest> Resolve(ModelSet& models, const api::GenerateReq
   return out;
 }
 
-absl::StatusOr<core::StagePlan> MakePlan(const api::GenerateRequest& req,
-                                         const ResolvedRequest& r) {
-  const model::ModelManifest& m = r.model->manifest();
+absl::StatusOr<core::StagePlan> MakePlan(const ResolvedRequest& r) {
+  const api::GenerateRequest& req = r.request;
+  const spec::ModelManifest& m = r.model->manifest();
   const core::NoiseSchedule schedule(m.parameterization);
   if (req.sampler() == api::SAMPLER_VANILLA) {
     const int total = std::accumulate(r.stage_steps.begin(), r.stage_steps.end(), 0);
-    return core::StagePlan::Vanilla(schedule, r.frames, total);
+    return core::StagePlan::Vanilla(schedule, static_cast<int>(req.num_frames()), total);
   }
   core::StagePlanOptions o;
-  o.num_frames = r.frames;
+  o.num_frames = static_cast<int>(req.num_frames());
   o.num_stages = static_cast<int>(r.stage_steps.size());
   o.steps_per_stage = r.stage_steps;
   // The manifest's boundaries are what the model was trained with, for its stage count.
@@ -438,10 +421,10 @@ void JobRunner::RunJob(Slot& slot, Job& job) {
 
   absl::StatusOr<ResolvedRequest> resolved = Resolve(models_, request);
   if (!resolved.ok()) return fail(resolved.status());
-  absl::StatusOr<core::StagePlan> plan = MakePlan(request, *resolved);
+  absl::StatusOr<core::StagePlan> plan = MakePlan(*resolved);
   if (!plan.ok()) return fail(plan.status());
 
-  const model::ModelManifest& manifest = resolved->model->manifest();
+  const spec::ModelManifest& manifest = resolved->model->manifest();
   core::SampleRequest sample;
   sample.batch = 1;
   sample.channels = manifest.channels;
@@ -449,12 +432,12 @@ void JobRunner::RunJob(Slot& slot, Job& job) {
   sample.width = manifest.width;
   sample.tokens = resolved->tokens;
   sample.negative_tokens = resolved->negative_tokens;
-  sample.guidance_scale = resolved->guidance;
-  sample.seed = request.seed();
+  sample.guidance_scale = resolved->request.guidance_scale();
+  sample.seed = resolved->request.seed();
   sample.device = resolved->model->device();
 
   JobObserver observer([&](api::JobEvent e) { Report(job, std::move(e)); }, options_.metrics,
-                       request, resolved->fps, job.token);
+                       request, resolved->request.fps(), job.token);
   absl::StatusOr<torch::Tensor> video = core::PyramidSampler::Sample(
       *slot.denoisers.at(resolved->model), *plan, sample, &observer, &job.token);
   if (!observer.error.ok()) return fail(observer.error);
@@ -462,7 +445,7 @@ void JobRunner::RunJob(Slot& slot, Job& job) {
   if (!video.ok()) return fail(video.status());
 
   // The final video.
-  absl::StatusOr<media::Video> frames = TensorToVideo(*video, resolved->fps);
+  absl::StatusOr<media::Video> frames = TensorToVideo(*video, resolved->request.fps());
   if (!frames.ok()) return fail(frames.status());
   media::EncodeOptions options;
   options.format = ToMediaFormat(request.output().format(), media::OutputFormat::kMp4);

@@ -7,7 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "tpdiff/core/schedule.h"
+#include "tpdiff/spec/model_info.h"
 
 namespace tpdiff::worker {
 
@@ -78,20 +78,7 @@ absl::StatusOr<ModelSet> LoadWorkerModels(const std::string& models_dir,
 }
 
 tpdiff::v1::ModelInfo ToModelInfo(const model::LoadedModel& model) {
-  const model::ModelManifest& m = model.manifest();
-  tpdiff::v1::ModelInfo info;
-  info.set_name(m.name);
-  info.set_kind(m.kind);
-  info.set_parameterization(std::string(core::ParameterizationName(m.parameterization)));
-  info.set_frames(m.frames);
-  info.set_height(m.height);
-  info.set_width(m.width);
-  info.set_channels(m.channels);
-  info.set_fps(m.fps);
-  for (int steps : m.default_stage_steps) info.add_default_stage_steps(steps);
-  info.set_default_guidance_scale(static_cast<float>(m.default_guidance_scale));
-  for (const std::string& word : model.tokenizer().words()) info.add_vocabulary(word);
-  return info;
+  return spec::ToModelInfo(model.manifest(), model.tokenizer());
 }
 
 }  // namespace tpdiff::worker

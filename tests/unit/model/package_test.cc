@@ -40,7 +40,7 @@ class PackageTest : public ::testing::Test {
   fs::path dir_;
 };
 
-core::DenoiserInput SomeInput(const core::Tokenizer& tok) {
+core::DenoiserInput SomeInput(const spec::Tokenizer& tok) {
   core::DenoiserInput in;
   in.x = torch::randn({2, 3, 8, 32, 32});
   in.t = torch::tensor({0.6f, 0.4f});
@@ -57,7 +57,7 @@ TEST_F(PackageTest, BuiltinSaveLoadGivesIdenticalOutputs) {
     torch::NoGradGuard no_grad;
     for (auto& p : net->parameters()) p.normal_(0, 0.2);
   }
-  core::Tokenizer tok = *core::Tokenizer::FromWords(core::ShapesVocabulary());
+  spec::Tokenizer tok = *spec::Tokenizer::FromWords(spec::ShapesVocabulary());
   ASSERT_TRUE(WriteModelPackage(dir_.string(), DefaultBuiltinManifest("tiny"), tok, *net).ok());
   EXPECT_TRUE(fs::exists(dir_ / "model.json"));
   EXPECT_TRUE(fs::exists(dir_ / "weights.safetensors"));
@@ -66,7 +66,7 @@ TEST_F(PackageTest, BuiltinSaveLoadGivesIdenticalOutputs) {
   auto model = LoadModelPackage(dir_.string(), torch::kCPU);
   ASSERT_TRUE(model.ok()) << model.status();
   EXPECT_EQ((*model)->manifest().name, "tiny");
-  EXPECT_EQ((*model)->tokenizer().words(), core::ShapesVocabulary());
+  EXPECT_EQ((*model)->tokenizer().words(), spec::ShapesVocabulary());
   const core::DenoiserInput in = SomeInput(tok);
   NetworkDenoiser original(net);
   auto want = original.Predict(in);
@@ -80,7 +80,7 @@ TEST_F(PackageTest, RandomPackageSamplesWithThePyramidSampler) {
   ASSERT_TRUE(CreateRandomBuiltinPackage(dir_.string(), "dev", Tiny(), 7).ok());
   auto model = LoadModelPackage(dir_.string(), torch::kCPU);
   ASSERT_TRUE(model.ok()) << model.status();
-  const ModelManifest& m = (*model)->manifest();
+  const spec::ModelManifest& m = (*model)->manifest();
   core::StagePlanOptions opts;
   opts.num_frames = m.frames;
   opts.num_stages = m.stages;
@@ -226,11 +226,11 @@ class TorchScriptPackageTest : public PackageTest {
     module.define(forward_source);
     fs::create_directories(dir_);
     module.save((dir_ / "net.pt").string());
-    ModelManifest m = DefaultBuiltinManifest("user");
+    spec::ModelManifest m = DefaultBuiltinManifest("user");
     m.kind = "torchscript";
     m.weights_file = "net.pt";
     m.default_stage_steps = {3, 3, 3};
-    WriteFile("model.json", ManifestToJson(m));
+    WriteFile("model.json", spec::ManifestToJson(m));
     WriteFile("vocab.txt", "red\nblue\ncircle\n");
   }
 };
@@ -244,7 +244,7 @@ def forward(self, x, t, stage, tokens):
   auto model = LoadModelPackage(dir_.string(), torch::kCPU);
   ASSERT_TRUE(model.ok()) << model.status();
   EXPECT_EQ((*model)->tokenizer().words().size(), 3u);
-  const ModelManifest& m = (*model)->manifest();
+  const spec::ModelManifest& m = (*model)->manifest();
   core::StagePlanOptions opts;
   opts.num_frames = m.frames;
   opts.num_stages = m.stages;

@@ -47,7 +47,7 @@ class RecordingChannel : public WorkerChannel {
 
 class DispatcherTest : public ::testing::Test {
  protected:
-  DispatcherTest() { models_.AddFromDisk(TinyModel()); }
+  DispatcherTest() { models_.AddFromDisk(testing::TinySpec()); }
 
   uint64_t Connect(RecordingChannel& channel, const std::string& id, uint32_t slots = 1) {
     tpdiff::worker::v1::Hello hello;

@@ -2,6 +2,7 @@
 #define TPDIFF_TESTS_UNIT_SERVER_TEST_MODEL_H_
 
 #include "tpdiff/server/model_registry.h"
+#include "tpdiff/spec/model_info.h"
 #include "tpdiff/v1/video_generation.pb.h"
 
 namespace tpdiff::server::testing {
@@ -23,6 +24,11 @@ inline tpdiff::v1::ModelInfo TinyModel(const std::string& name = "tiny") {
     info.add_vocabulary(word);
   }
   return info;
+}
+
+// TinyModel as a package read from disk.
+inline spec::ModelSpec TinySpec(const std::string& name = "tiny") {
+  return *spec::ModelSpecFromInfo(TinyModel(name));
 }
 
 inline tpdiff::v1::GenerateRequest ValidRequest() {

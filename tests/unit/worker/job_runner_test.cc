@@ -263,19 +263,25 @@ TEST_F(JobRunnerTest, BadInputFailsWithTheFieldNamedAndIsNotRetryable) {
   frames.mutable_request()->set_num_frames(40);
   wv1::Assign model = MakeAssign("model");
   model.mutable_request()->set_model("elsewhere");
-  for (const auto* a : {&words, &frames, &model}) runner->Assign(*a);
+  // The front's limits (spec::ValidateAndFill), which the worker applies too.
+  wv1::Assign steps = MakeAssign("steps", {4, 101, 4});
+  for (const auto* a : {&words, &frames, &model, &steps}) runner->Assign(*a);
 
   auto last = [&](const std::string& id) { return sink_.WaitForEnd(id).back(); };
   const api::JobEvent w = last("words");
   ASSERT_TRUE(w.has_failed());
   EXPECT_EQ(w.failed().code(), static_cast<int>(absl::StatusCode::kInvalidArgument));
-  EXPECT_THAT(w.failed().message(), ::testing::HasSubstr("prompt"));
-  EXPECT_THAT(w.failed().message(), ::testing::HasSubstr("purple"));
+  EXPECT_THAT(w.failed().message(),
+              ::testing::HasSubstr("prompt: words not in the vocabulary of model \""));
+  EXPECT_THAT(w.failed().message(), ::testing::HasSubstr("purple, dragon"));
   EXPECT_FALSE(w.failed().retryable());
   const api::JobEvent f = last("frames");
   ASSERT_TRUE(f.has_failed());
-  EXPECT_THAT(f.failed().message(), ::testing::HasSubstr("num_frames: 40"));
+  EXPECT_EQ(f.failed().message(), "num_frames: 40 exceeds the model's maximum of 16");
   EXPECT_FALSE(f.failed().retryable());
+  const api::JobEvent s = last("steps");
+  ASSERT_TRUE(s.has_failed());
+  EXPECT_EQ(s.failed().message(), "stage_steps[1]: 101 is outside 1..100");
   const api::JobEvent m = last("model");
   ASSERT_TRUE(m.has_failed());
   EXPECT_EQ(m.failed().code(), static_cast<int>(absl::StatusCode::kFailedPrecondition));

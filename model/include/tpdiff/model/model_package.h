@@ -2,8 +2,10 @@
 #define TPDIFF_MODEL_MODEL_PACKAGE_H_
 
 // Model packages: a folder models/<name>/ with model.json (the manifest), a weights file and
-// a vocabulary file. Kind "builtin" is this project's network (network.h) with safetensors
-// weights; kind "torchscript" is a user's exported module with the same forward contract:
+// a vocabulary file. The manifest and the vocabulary are read by the spec library
+// (tpdiff/spec/manifest.h), the same code the front uses; this file loads the weights. Kind
+// "builtin" is this project's network (network.h) with safetensors weights; kind
+// "torchscript" is a user's exported module with the same forward contract:
 //   forward(x: [B,C,T,H,W] float, t: [B] float, stage: [B] int64, tokens: [B,L] int64)
 //     -> [B,C,T,H,W] float
 
@@ -16,33 +18,11 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "tpdiff/core/denoiser.h"
-#include "tpdiff/core/schedule.h"
-#include "tpdiff/core/tokenizer.h"
+#include "tpdiff/spec/manifest.h"
+#include "tpdiff/spec/network_config.h"
+#include "tpdiff/spec/tokenizer.h"
 
 namespace tpdiff::model {
-
-struct ModelManifest {
-  std::string name;
-  std::string kind;  // "builtin" | "torchscript"
-  core::Parameterization parameterization = core::Parameterization::kFlowMatching;
-  int frames = 16;  // default and maximum number of frames
-  int height = 32;
-  int width = 32;
-  int channels = 3;
-  int fps = 8;
-  int stages = 3;
-  std::vector<double> boundaries;        // nominal, noisiest first; empty = uniform
-  std::vector<int> default_stage_steps;  // one per stage, noisiest first
-  double default_guidance_scale = 1.0;
-  std::string weights_file;         // relative to the package folder
-  std::string vocabulary_file;      // one word per line; token id = line number + 1
-  std::string network_config_json;  // builtin only: the network hyper-parameters
-};
-
-// Parses and validates model.json text. Errors name the field: missing or mistyped fields,
-// values out of range (frames not divisible by 2^(stages-1), steps count != stages, ...).
-absl::StatusOr<ModelManifest> ParseManifest(absl::string_view json_text);
-std::string ManifestToJson(const ModelManifest& manifest);
 
 // A loaded package: the weights, the manifest and the tokenizer, loaded once and shared by
 // every thread that samples from it (the worker's slots). Each sampling thread makes its own
@@ -66,41 +46,38 @@ std::string ManifestToJson(const ModelManifest& manifest);
 class LoadedModel {
  public:
   virtual ~LoadedModel() = default;
-  virtual const ModelManifest& manifest() const = 0;
-  virtual const core::Tokenizer& tokenizer() const = 0;
+  virtual const spec::ModelManifest& manifest() const = 0;
+  virtual const spec::Tokenizer& tokenizer() const = 0;
   virtual torch::Device device() const = 0;
   // A denoiser over the shared weights with its own caches; cheap (no weights are copied).
   virtual std::unique_ptr<core::Denoiser> NewDenoiser() const = 0;
 };
 
-// Reads <dir>/model.json only (no weights): what the server needs to list models cheaply.
-absl::StatusOr<ModelManifest> ReadManifest(const std::string& dir);
-
-// Loads models/<name>/ onto `device`. NOT_FOUND for a missing folder or file,
-// INVALID_ARGUMENT for a bad manifest or a TorchScript module with the wrong signature.
+// Loads models/<name>/ onto `device`: spec::ReadModelPackageSpec, then the weights. NOT_FOUND
+// for a missing folder or file, INVALID_ARGUMENT for a bad manifest, vocabulary or weights
+// file or a TorchScript module with the wrong signature.
 absl::StatusOr<std::unique_ptr<LoadedModel>> LoadModelPackage(const std::string& dir,
                                                               torch::Device device);
 
 class TpdiffNetImpl;  // network.h
-struct NetworkConfig;
 
 // Writes a builtin package: <dir>/model.json, <dir>/<weights_file> (the network's parameters
 // as float32 safetensors) and <dir>/<vocabulary_file>, creating <dir>. The manifest's kind and
 // network_config_json are taken from `network`; empty file names default to
 // "weights.safetensors" and "vocab.txt". Files are replaced atomically one by one.
-absl::Status WriteModelPackage(const std::string& dir, const ModelManifest& manifest,
-                               const core::Tokenizer& tokenizer, const TpdiffNetImpl& network);
+absl::Status WriteModelPackage(const std::string& dir, const spec::ModelManifest& manifest,
+                               const spec::Tokenizer& tokenizer, const TpdiffNetImpl& network);
 
 // A builtin manifest for the procedural shapes data: 16 frames of 32x32 at 8 fps, 3 stages of
 // 10 steps, flow matching, guidance 3.
-ModelManifest DefaultBuiltinManifest(const std::string& name);
+spec::ModelManifest DefaultBuiltinManifest(const std::string& name);
 
 // Writes a package with a randomly initialised network (deterministic in `seed`, with the
 // zero-initialised output layers also randomised so predictions depend on every input) and
 // ShapesVocabulary(): for tests and for developing the service before a trained model exists.
 // config.vocab_size is set to the vocabulary's size.
 absl::Status CreateRandomBuiltinPackage(const std::string& dir, const std::string& name,
-                                        NetworkConfig config, uint64_t seed);
+                                        spec::NetworkConfig config, uint64_t seed);
 
 }  // namespace tpdiff::model
 

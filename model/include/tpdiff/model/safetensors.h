@@ -18,6 +18,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "tpdiff/spec/files.h"
 
 namespace tpdiff::model {
 
@@ -43,9 +44,9 @@ absl::Status WriteSafetensors(const std::string& path, const NamedTensors& tenso
 // NOT_FOUND if the file does not exist; DATA_LOSS (naming the path) if malformed.
 absl::StatusOr<SafetensorsContents> ReadSafetensors(const std::string& path);
 
-// Small file helpers shared by the package and checkpoint code.
-absl::StatusOr<std::string> ReadFileToString(const std::string& path);  // NOT_FOUND / INTERNAL
-absl::Status WriteStringToFileAtomic(const std::string& path, const std::string& data);
+// The package and checkpoint code read and write small files with the spec library's helpers.
+using spec::ReadFileToString;
+using spec::WriteStringToFileAtomic;
 
 }  // namespace tpdiff::model
 

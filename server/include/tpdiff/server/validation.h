@@ -9,22 +9,10 @@
 
 namespace tpdiff::server {
 
-// Request limits that do not come from a model manifest.
-inline constexpr uint32_t kMaxPromptBytes = 512;
-inline constexpr uint32_t kMaxPromptWords = 32;  // the tokenizer's context length
-inline constexpr uint32_t kMaxRequestIdBytes = 128;
-inline constexpr uint32_t kMinFps = 1;
-inline constexpr uint32_t kMaxFps = 60;
-inline constexpr int kMaxStages = 5;
-inline constexpr uint32_t kMaxStepsPerStage = 100;
-inline constexpr float kMaxGuidanceScale = 20.0f;
-inline constexpr uint32_t kMaxOutputScale = 16;
-
-// Checks `request` against the model's limits and the API's, and returns it with every
-// default filled in (model, num_frames, height, width, fps, stage_steps, guidance_scale,
-// sampler, priority, formats, cancel_on_disconnect). A zero seed is replaced by
-// `random_seed` (non-zero). Errors are INVALID_ARGUMENT naming the field and the limit, e.g.
-// "num_frames: 40 exceeds the model's maximum of 16".
+// Resolves the request's model in `models` (an empty `model` is models.DefaultModel();
+// INVALID_ARGUMENT "model: unknown model "<m>"; known models: ..." otherwise) and runs
+// spec::ValidateAndFill against its manifest and tokenizer: the same checks and defaults the
+// worker applies. `random_seed` replaces a zero seed.
 absl::StatusOr<tpdiff::v1::GenerateRequest> ValidateAndFill(
     const tpdiff::v1::GenerateRequest& request, const ModelRegistry& models,
     uint64_t random_seed);

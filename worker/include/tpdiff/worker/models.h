@@ -41,7 +41,7 @@ absl::StatusOr<ModelSet> LoadWorkerModels(const std::string& models_dir,
                                           const std::string& models, torch::Device device,
                                           WorkerMetrics* metrics);
 
-// The ModelInfo a worker announces in Hello: manifest fields and vocabulary.
+// The ModelInfo a worker announces in Hello (spec::ToModelInfo, as the front lists it).
 tpdiff::v1::ModelInfo ToModelInfo(const model::LoadedModel& model);
 
 }  // namespace tpdiff::worker

@@ -1,11 +1,11 @@
-#include "tpdiff/core/schedule.h"
+#include "tpdiff/spec/schedule.h"
 
 #include <cmath>
 #include <limits>
 
 #include "absl/strings/str_cat.h"
 
-namespace tpdiff::core {
+namespace tpdiff::spec {
 namespace {
 
 constexpr double kBetaMin = 0.1;
@@ -59,4 +59,4 @@ double NoiseSchedule::JumpStart(double end) const {
   return 0.5 * (lo + hi);
 }
 
-}  // namespace tpdiff::core
+}  // namespace tpdiff::spec

@@ -1,11 +1,11 @@
-#include "tpdiff/core/stage_plan.h"
+#include "tpdiff/spec/stage_plan.h"
 
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
-namespace tpdiff::core {
+namespace tpdiff::spec {
 
 absl::StatusOr<StagePlan> StagePlan::Create(const NoiseSchedule& schedule,
                                             const StagePlanOptions& options) {
@@ -91,4 +91,4 @@ int StagePlan::total_steps() const {
                          [](int acc, const Stage& s) { return acc + s.steps; });
 }
 
-}  // namespace tpdiff::core
+}  // namespace tpdiff::spec

@@ -1,8 +1,8 @@
-#include "tpdiff/core/tokenizer.h"
+#include "tpdiff/spec/tokenizer.h"
 
 #include <gtest/gtest.h>
 
-namespace tpdiff::core {
+namespace tpdiff::spec {
 namespace {
 
 Tokenizer Shapes() { return *Tokenizer::FromWords(ShapesVocabulary()); }
@@ -34,6 +34,14 @@ TEST(TokenizerTest, PunctuationSeparatesWords) {
   EXPECT_EQ(*a, *b);
 }
 
+TEST(TokenizerTest, SplitWordsIsEncodesSplit) {
+  EXPECT_EQ(Tokenizer::SplitWords(" A red,circle;moving:up-left!fast?\tslow. "),
+            (std::vector<std::string>{"a", "red", "circle", "moving", "up-left", "fast", "slow"}));
+  EXPECT_TRUE(Tokenizer::SplitWords(" ,.;:!? \n").empty());
+  EXPECT_EQ(Shapes().UnknownWords({"red", "purple", "red", "purple", "teal"}),
+            (std::vector<std::string>{"purple", "teal"}));
+}
+
 TEST(TokenizerTest, ListsEveryUnknownWordOnce) {
   auto ids = Shapes().Encode("a purple circle moving sideways purple");
   ASSERT_EQ(ids.status().code(), absl::StatusCode::kInvalidArgument);
@@ -45,7 +53,7 @@ TEST(TokenizerTest, RejectsTooManyWords) {
   for (int i = 0; i < Tokenizer::kMaxTokens + 1; ++i) prompt += "red ";
   auto ids = Shapes().Encode(prompt);
   ASSERT_EQ(ids.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(ids.status().message().find("maximum of 32"), std::string::npos) << ids.status();
+  EXPECT_EQ(ids.status().message(), "prompt: 33 words exceeds the maximum of 32");
 }
 
 TEST(TokenizerTest, VocabularyTextRoundTripsAndSkipsBlankLines) {
@@ -68,4 +76,4 @@ TEST(TokenizerTest, RejectsBadVocabularies) {
 }
 
 }  // namespace
-}  // namespace tpdiff::core
+}  // namespace tpdiff::spec

@@ -1,8 +1,8 @@
-#include "tpdiff/core/stage_plan.h"
+#include "tpdiff/spec/stage_plan.h"
 
 #include <gtest/gtest.h>
 
-namespace tpdiff::core {
+namespace tpdiff::spec {
 namespace {
 
 const NoiseSchedule kFm(Parameterization::kFlowMatching);
@@ -75,4 +75,4 @@ TEST(StagePlanTest, RejectsInvalidPlansNamingTheProblem) {
 }
 
 }  // namespace
-}  // namespace tpdiff::core
+}  // namespace tpdiff::spec

@@ -1,5 +1,5 @@
-#ifndef TPDIFF_CORE_TOKENIZER_H_
-#define TPDIFF_CORE_TOKENIZER_H_
+#ifndef TPDIFF_SPEC_TOKENIZER_H_
+#define TPDIFF_SPEC_TOKENIZER_H_
 
 #include <cstdint>
 #include <string>
@@ -9,7 +9,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
-namespace tpdiff::core {
+namespace tpdiff::spec {
 
 // Lower-case word tokenizer over a fixed vocabulary. Id 0 is padding (and the empty,
 // unconditional caption); word i of the vocabulary has id i + 1. Immutable, thread-safe.
@@ -21,9 +21,15 @@ class Tokenizer {
   // One word per line; blank lines ignored.
   static absl::StatusOr<Tokenizer> FromVocabularyText(absl::string_view text);
 
-  // Splits on whitespace after lower-casing. INVALID_ARGUMENT "prompt: words not in the
-  // vocabulary: ..." listing every unknown word, or naming the kMaxTokens limit.
-  // Returns exactly kMaxTokens ids, zero padded.
+  // The words of a prompt: lower-cased, split on whitespace and the punctuation , . ; : ! ?
+  // The one splitting rule for encoding and for validating requests.
+  static std::vector<std::string> SplitWords(absl::string_view prompt);
+  // The words of `words` not in the vocabulary, each once, in order of appearance.
+  std::vector<std::string> UnknownWords(const std::vector<std::string>& words) const;
+
+  // INVALID_ARGUMENT "prompt: words not in the vocabulary: ..." listing every unknown word,
+  // or "prompt: <n> words exceeds the maximum of 32". Returns exactly kMaxTokens ids, zero
+  // padded.
   absl::StatusOr<std::vector<int64_t>> Encode(absl::string_view prompt) const;
 
   const std::vector<std::string>& words() const { return words_; }
@@ -41,6 +47,6 @@ class Tokenizer {
 // the bundled model's vocabulary and the default for new packages.
 std::vector<std::string> ShapesVocabulary();
 
-}  // namespace tpdiff::core
+}  // namespace tpdiff::spec
 
-#endif  // TPDIFF_CORE_TOKENIZER_H_
+#endif  // TPDIFF_SPEC_TOKENIZER_H_

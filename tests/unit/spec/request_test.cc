@@ -1,33 +1,51 @@
-#include "tpdiff/server/validation.h"
+#include "tpdiff/spec/request.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "test_model.h"
-
-namespace tpdiff::server {
+namespace tpdiff::spec {
 namespace {
 
 using ::testing::HasSubstr;
-using testing::TinyModel;
-using testing::ValidRequest;
 using tpdiff::v1::GenerateRequest;
+
+// A small model like the bundled one: 16 frames of 32x32, three stages.
+ModelManifest TinyManifest() {
+  ModelManifest m;
+  m.name = "tiny";
+  m.kind = "builtin";
+  m.frames = 16;
+  m.height = 32;
+  m.width = 32;
+  m.fps = 8;
+  m.stages = 3;
+  m.default_stage_steps = {4, 4, 4};
+  m.default_guidance_scale = 5.0;
+  return m;
+}
+
+GenerateRequest ValidRequest() {
+  GenerateRequest request;
+  request.set_prompt("a red ball bouncing on grass");
+  return request;
+}
 
 class ValidationTest : public ::testing::Test {
  protected:
-  ValidationTest() { models_.AddFromDisk(TinyModel()); }
   // The INVALID_ARGUMENT message for `request`, or "" when it is accepted.
   std::string Error(const GenerateRequest& request) {
-    absl::StatusOr<GenerateRequest> out = ValidateAndFill(request, models_, 42);
+    absl::StatusOr<GenerateRequest> out = ValidateAndFill(request, manifest_, tokenizer_, 42);
     if (out.ok()) return "";
     EXPECT_EQ(out.status().code(), absl::StatusCode::kInvalidArgument) << out.status();
     return std::string(out.status().message());
   }
-  ModelRegistry models_;
+  ModelManifest manifest_ = TinyManifest();
+  Tokenizer tokenizer_ =
+      *Tokenizer::FromWords({"a", "red", "blue", "ball", "on", "grass", "bouncing"});
 };
 
 TEST_F(ValidationTest, FillsDefaults) {
-  absl::StatusOr<GenerateRequest> out = ValidateAndFill(ValidRequest(), models_, 42);
+  absl::StatusOr<GenerateRequest> out = ValidateAndFill(ValidRequest(), manifest_, tokenizer_, 42);
   ASSERT_TRUE(out.ok()) << out.status();
   EXPECT_EQ(out->model(), "tiny");
   EXPECT_EQ(out->num_frames(), 16u);
@@ -46,10 +64,11 @@ TEST_F(ValidationTest, FillsDefaults) {
   GenerateRequest explicit_request = ValidRequest();
   explicit_request.set_seed(7);
   explicit_request.set_cancel_on_disconnect(false);
-  out = ValidateAndFill(explicit_request, models_, 42);
+  out = ValidateAndFill(explicit_request, manifest_, tokenizer_, 42);
   ASSERT_TRUE(out.ok());
   EXPECT_EQ(out->seed(), 7u);
   EXPECT_FALSE(out->cancel_on_disconnect());
+  EXPECT_EQ(ValidateAndFill(ValidRequest(), manifest_, tokenizer_, 0)->seed(), 1u);
 }
 
 TEST_F(ValidationTest, EachFieldNamedWithItsLimit) {
@@ -105,9 +124,6 @@ TEST_F(ValidationTest, EachFieldNamedWithItsLimit) {
   r.set_request_id(std::string(129, 'r'));
   EXPECT_EQ(Error(r), "request_id: 129 bytes exceeds the maximum of 128");
   r = ValidRequest();
-  r.set_model("huge");
-  EXPECT_EQ(Error(r), "model: unknown model \"huge\"; known models: tiny");
-  r = ValidRequest();
   r.set_sampler(static_cast<tpdiff::v1::Sampler>(9));
   EXPECT_EQ(Error(r), "sampler: unknown enum value 9");
   r = ValidRequest();
@@ -146,5 +162,27 @@ TEST_F(ValidationTest, PromptIsCaseInsensitiveLikeTheTokenizer) {
   EXPECT_EQ(Error(r), "prompt: 33 words exceeds the maximum of 32");
 }
 
+// The tokenizer splits on punctuation too: a prompt the front accepts always encodes on the
+// worker, and one the worker cannot encode is refused at admission.
+TEST_F(ValidationTest, PunctuationSeparatesWordsLikeTheTokenizer) {
+  GenerateRequest r = ValidRequest();
+  r.set_prompt("a red ball, bouncing on grass.");
+  EXPECT_EQ(Error(r), "");
+  ASSERT_TRUE(tokenizer_.Encode(r.prompt()).ok());
+  std::string many;
+  for (int i = 0; i < 33; ++i) many += "a,";
+  r.set_prompt(many);
+  EXPECT_EQ(Error(r), "prompt: 33 words exceeds the maximum of 32");
+  EXPECT_FALSE(tokenizer_.Encode(r.prompt()).ok());
+}
+
+// A model whose default guidance is 0 (allowed in a manifest) fills in 1, not "unset".
+TEST_F(ValidationTest, ZeroDefaultGuidanceBecomesOne) {
+  manifest_.default_guidance_scale = 0;
+  absl::StatusOr<GenerateRequest> out = ValidateAndFill(ValidRequest(), manifest_, tokenizer_, 42);
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_FLOAT_EQ(out->guidance_scale(), 1.0f);
+}
+
 }  // namespace
-}  // namespace tpdiff::server
+}  // namespace tpdiff::spec

@@ -1,4 +1,4 @@
-#include "tpdiff/core/tokenizer.h"
+#include "tpdiff/spec/tokenizer.h"
 
 #include <algorithm>
 #include <cctype>
@@ -8,7 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 
-namespace tpdiff::core {
+namespace tpdiff::spec {
 namespace {
 
 std::string Lower(absl::string_view s) {
@@ -65,36 +65,44 @@ absl::StatusOr<Tokenizer> Tokenizer::FromVocabularyText(absl::string_view text) 
   return FromWords(std::move(words));
 }
 
-absl::StatusOr<std::vector<int64_t>> Tokenizer::Encode(absl::string_view prompt) const {
+std::vector<std::string> Tokenizer::SplitWords(absl::string_view prompt) {
   const std::string lower = Lower(prompt);
-  std::vector<int64_t> ids;
-  std::vector<std::string> unknown;
+  std::vector<std::string> words;
   size_t i = 0;
   while (i < lower.size()) {
     while (i < lower.size() && IsSeparator(lower[i])) ++i;
     size_t j = i;
     while (j < lower.size() && !IsSeparator(lower[j])) ++j;
-    if (j > i) {
-      std::string word = lower.substr(i, j - i);
-      auto it = ids_.find(word);
-      if (it == ids_.end()) {
-        if (std::find(unknown.begin(), unknown.end(), word) == unknown.end()) {
-          unknown.push_back(std::move(word));
-        }
-      } else {
-        ids.push_back(it->second);
-      }
-    }
+    if (j > i) words.push_back(lower.substr(i, j - i));
     i = j;
   }
+  return words;
+}
+
+std::vector<std::string> Tokenizer::UnknownWords(const std::vector<std::string>& words) const {
+  std::vector<std::string> unknown;
+  for (const std::string& word : words) {
+    if (ids_.count(word) == 0 && std::find(unknown.begin(), unknown.end(), word) == unknown.end()) {
+      unknown.push_back(word);
+    }
+  }
+  return unknown;
+}
+
+absl::StatusOr<std::vector<int64_t>> Tokenizer::Encode(absl::string_view prompt) const {
+  const std::vector<std::string> words = SplitWords(prompt);
+  const std::vector<std::string> unknown = UnknownWords(words);
   if (!unknown.empty()) {
     return absl::InvalidArgumentError(
         absl::StrCat("prompt: words not in the vocabulary: ", absl::StrJoin(unknown, ", ")));
   }
-  if (ids.size() > static_cast<size_t>(kMaxTokens)) {
+  if (words.size() > static_cast<size_t>(kMaxTokens)) {
     return absl::InvalidArgumentError(
-        absl::StrCat("prompt: ", ids.size(), " words exceed the maximum of ", kMaxTokens));
+        absl::StrCat("prompt: ", words.size(), " words exceeds the maximum of ", kMaxTokens));
   }
+  std::vector<int64_t> ids;
+  ids.reserve(kMaxTokens);
+  for (const std::string& word : words) ids.push_back(ids_.at(word));
   ids.resize(kMaxTokens, 0);
   return ids;
 }
@@ -110,4 +118,4 @@ std::vector<std::string> ShapesVocabulary() {
           "and",   "on",      "gray",   "background"};
 }
 
-}  // namespace tpdiff::core
+}  // namespace tpdiff::spec

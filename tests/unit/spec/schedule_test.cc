@@ -1,12 +1,12 @@
-#include "tpdiff/core/schedule.h"
+#include "tpdiff/spec/schedule.h"
 
 #include <cmath>
 
 #include <gtest/gtest.h>
 
-#include "tpdiff/core/stage_plan.h"
+#include "tpdiff/spec/stage_plan.h"
 
-namespace tpdiff::core {
+namespace tpdiff::spec {
 namespace {
 
 StagePlan MakePlan(Parameterization p, int stages, int frames = 16) {
@@ -74,4 +74,4 @@ TEST(ScheduleTest, ParsesNames) {
 }
 
 }  // namespace
-}  // namespace tpdiff::core
+}  // namespace tpdiff::spec

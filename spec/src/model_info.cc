@@ -1,0 +1,67 @@
+#include "tpdiff/spec/model_info.h"
+
+#include <algorithm>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+
+namespace tpdiff::spec {
+
+tpdiff::v1::ModelInfo ToModelInfo(const ModelManifest& m, const Tokenizer& tokenizer) {
+  tpdiff::v1::ModelInfo info;
+  info.set_name(m.name);
+  info.set_kind(m.kind);
+  info.set_description(m.description);
+  info.set_parameterization(std::string(ParameterizationName(m.parameterization)));
+  info.set_frames(m.frames);
+  info.set_height(m.height);
+  info.set_width(m.width);
+  info.set_channels(m.channels);
+  info.set_fps(m.fps);
+  for (int steps : m.default_stage_steps) info.add_default_stage_steps(steps);
+  info.set_default_guidance_scale(static_cast<float>(m.default_guidance_scale));
+  for (const std::string& word : tokenizer.words()) info.add_vocabulary(word);
+  return info;
+}
+
+absl::StatusOr<ModelSpec> ModelSpecFromInfo(const tpdiff::v1::ModelInfo& info) {
+  auto invalid = [](absl::string_view field, absl::string_view problem) {
+    return absl::InvalidArgumentError(absl::StrCat("model_info.", field, ": ", problem));
+  };
+  if (info.name().empty()) return invalid("name", "required");
+  ModelManifest m;
+  m.name = info.name();
+  m.kind = info.kind();
+  m.description = info.description();
+  absl::StatusOr<Parameterization> p = ParseParameterization(info.parameterization());
+  if (!p.ok()) {
+    return invalid("parameterization",
+                   absl::StrCat("\"", info.parameterization(), "\" is not flow_matching or vp_eps"));
+  }
+  m.parameterization = *p;
+  // ModelInfo's fields are uint32; the manifest's are int.
+  constexpr uint32_t kMaxSide = 1u << 20;
+  if (info.frames() < 1 || info.frames() > kMaxSide || info.height() < 1 ||
+      info.height() > kMaxSide || info.width() < 1 || info.width() > kMaxSide) {
+    return invalid("frames", absl::StrCat("frames, height and width must be in 1..", kMaxSide));
+  }
+  m.frames = static_cast<int>(info.frames());
+  m.height = static_cast<int>(info.height());
+  m.width = static_cast<int>(info.width());
+  m.channels = static_cast<int>(std::min(info.channels(), kMaxSide));
+  m.fps = static_cast<int>(std::min(info.fps(), kMaxSide));
+  if (info.default_stage_steps().empty()) return invalid("default_stage_steps", "required");
+  for (uint32_t steps : info.default_stage_steps()) {
+    m.default_stage_steps.push_back(static_cast<int>(std::min(steps, kMaxSide)));
+  }
+  m.stages = static_cast<int>(m.default_stage_steps.size());
+  m.default_guidance_scale = info.default_guidance_scale();
+  std::vector<std::string> words(info.vocabulary().begin(), info.vocabulary().end());
+  absl::StatusOr<Tokenizer> tokenizer = Tokenizer::FromWords(std::move(words));
+  if (!tokenizer.ok()) return invalid("vocabulary", tokenizer.status().message());
+  return ModelSpec{std::move(m), *std::move(tokenizer)};
+}
+
+}  // namespace tpdiff::spec
