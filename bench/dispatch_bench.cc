@@ -21,6 +21,7 @@
 #include "tpdiff/server/dispatcher.h"
 #include "tpdiff/server/job_store.h"
 #include "tpdiff/server/metrics.h"
+#include "tpdiff/spec/model_info.h"
 #include "tpdiff/server/model_registry.h"
 
 ABSL_FLAG(std::string, sim_workers, "1000,5000", "simulated worker counts, one row each");
@@ -42,7 +43,7 @@ using tpdiff::worker::v1::WorkerMessage;
 
 constexpr char kModel[] = "sim";
 
-tpdiff::v1::ModelInfo SimModel() {
+tpdiff::spec::ModelSpec SimModel() {
   tpdiff::v1::ModelInfo info;
   info.set_name(kModel);
   info.set_kind("builtin");
@@ -55,7 +56,7 @@ tpdiff::v1::ModelInfo SimModel() {
   for (uint32_t steps : {1, 1, 1}) info.add_default_stage_steps(steps);
   info.set_default_guidance_scale(1.0f);
   for (const char* word : {"a", "ball"}) info.add_vocabulary(word);
-  return info;
+  return *tpdiff::spec::ModelSpecFromInfo(info);
 }
 
 double CpuSeconds() {

@@ -12,6 +12,7 @@
 #include "tpdiff/model/network.h"
 #include "tpdiff/model/safetensors.h"
 #include "tpdiff/core/torch_status.h"
+#include "tpdiff/spec/status_macros.h"
 
 namespace tpdiff::model {
 namespace {
@@ -21,12 +22,6 @@ namespace fs = std::filesystem;
 absl::Status Field(absl::string_view field, absl::string_view problem) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": ", problem));
 }
-
-#define TPDIFF_RETURN_IF_ERROR(expr) \
-  do {                               \
-    const absl::Status _st = (expr); \
-    if (!_st.ok()) return _st;       \
-  } while (0)
 
 // ---------------------------------------------------------------------------------------------
 // Loaded models

@@ -35,18 +35,13 @@
 #include "tpdiff/spec/tokenizer.h"
 #include "tpdiff/core/torch_status.h"
 #include "tpdiff/core/training.h"
+#include "tpdiff/spec/status_macros.h"
 
 namespace tpdiff::train {
 namespace {
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
-
-#define TPDIFF_RETURN_IF_ERROR(expr) \
-  do {                               \
-    const absl::Status _st = (expr); \
-    if (!_st.ok()) return _st;       \
-  } while (0)
 
 double Seconds(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();

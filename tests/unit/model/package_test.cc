@@ -111,7 +111,7 @@ TEST_F(PackageTest, RandomPackageSamplesWithThePyramidSampler) {
 void ExpectConcurrentSamplingMatchesSequential(const LoadedModel& model,
                                                const std::vector<std::string>& captions) {
   constexpr int kThreads = 4;
-  const ModelManifest& m = model.manifest();
+  const spec::ModelManifest& m = model.manifest();
   core::StagePlanOptions opts;
   opts.num_frames = m.frames;
   opts.num_stages = m.stages;
