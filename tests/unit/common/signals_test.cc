@@ -15,6 +15,12 @@ namespace {
 // pool OpenBLAS starts when it is loaded: a signal the kernel hands to it must not end the
 // process (with blocking + sigwait alone it did: SIGTERM killed tpdiff-worker).
 TEST(ShutdownSignalsTest, EverySignalReachesTheWaiterWhicheverThreadTakesIt) {
+#if defined(__SANITIZE_THREAD__)
+  // ThreadSanitizer runs a process-directed signal's handler only when the thread that took
+  // it next enters the runtime; its own background thread never does, and the test would
+  // wait forever. The uninstrumented builds (scripts/test.sh, ASan) run it.
+  GTEST_SKIP() << "signal delivery to an arbitrary thread is not observable under TSan";
+#endif
   absl::Notification stop;
   std::thread early([&stop] { stop.WaitForNotification(); });
   CatchShutdownSignals();
