@@ -61,6 +61,7 @@ int RunCli(const std::vector<std::string>& args, CliOptions options, Interrupt& 
   FollowOptions follow;
   follow.deadline = options.deadline;
   follow.interrupt = &interrupt;
+  follow.server = options.server;
 
   if (command == "generate" || command == "submit") {
     options.request.previews = !options.previews_dir.empty();

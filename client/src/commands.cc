@@ -99,6 +99,7 @@ absl::Status Follow(api::VideoGeneration::StubInterface& stub, const OpenFn& ope
   int attempts = 0;
   absl::Duration backoff = options.resume_backoff;
   bool first = true;
+  bool reached = false;  // some stream delivered an event
   while (true) {
     grpc::ClientContext context;
     SetDeadline(context, options.deadline);
@@ -119,6 +120,7 @@ absl::Status Follow(api::VideoGeneration::StubInterface& stub, const OpenFn& ope
     bool ended = false;
     absl::Status handled;
     while (reader->Read(&event)) {
+      reached = true;
       if (state.job_id.empty()) state.job_id = event.job_id();
       if (event.seq() != 0 && event.seq() <= state.last_seq) continue;  // seen already
       progressed = true;
@@ -136,6 +138,12 @@ absl::Status Follow(api::VideoGeneration::StubInterface& stub, const OpenFn& ope
     if (ended) return absl::OkStatus();
     if (options.interrupt != nullptr && options.interrupt->triggered()) {
       return absl::CancelledError("interrupted");
+    }
+    if (!reached && absl::IsUnavailable(status)) {
+      // Nothing ever answered: no job exists to resume, and retrying would only repeat this.
+      return absl::UnavailableError(absl::StrCat(
+          "cannot reach the server", options.server.empty() ? "" : " at ", options.server, ": ",
+          status.message(), state.job_id.empty() ? "; no job id was received" : ""));
     }
     const bool can_retry = !state.job_id.empty() || open != nullptr;
     if (!Resumable(status) || !can_retry) {

@@ -11,6 +11,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "tpdiff/server/status.h"
+#include "tpdiff/spec/limits.h"
 
 namespace tpdiff::server {
 namespace {
@@ -330,6 +331,11 @@ absl::StatusOr<Caller> VideoGenerationService::AdmitForJob(
   absl::StatusOr<Caller> caller = Admit(context);
   if (!caller.ok()) return caller.status();
   if (job_id.empty()) return absl::InvalidArgumentError("job_id: required");
+  if (job_id.size() > spec::kMaxJobIdBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("job_id: ", job_id.size(),
+                                                   " bytes exceeds the maximum of ",
+                                                   spec::kMaxJobIdBytes));
+  }
   if (absl::Status owned = CheckAccess(store_, job_id, caller->tenant); !owned.ok()) return owned;
   return caller;
 }

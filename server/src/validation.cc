@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "tpdiff/spec/limits.h"
 #include "tpdiff/spec/request.h"
 
 namespace tpdiff::server {
@@ -18,9 +19,9 @@ absl::StatusOr<tpdiff::v1::GenerateRequest> ValidateAndFill(
   if (!model.ok()) {
     std::vector<std::string> names;
     for (const tpdiff::v1::ModelInfo& m : models.List()) names.push_back(m.name());
-    return absl::InvalidArgumentError(
-        absl::StrCat("model: unknown model \"", name, "\"; known models: ",
-                     names.empty() ? "none" : absl::StrJoin(names, ", ")));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model: unknown model \"", spec::EchoForMessage(name),
+        "\"; known models: ", names.empty() ? "none" : absl::StrJoin(names, ", ")));
   }
   return spec::ValidateAndFill(request, (*model)->manifest, (*model)->tokenizer, random_seed);
 }

@@ -17,6 +17,7 @@
 #include "tpdiff/core/stage_plan.h"
 #include "tpdiff/core/torch_status.h"
 #include "tpdiff/media/encoder.h"
+#include "tpdiff/spec/limits.h"
 #include "tpdiff/spec/request.h"
 #include "tpdiff/worker/frames.h"
 
@@ -64,8 +65,8 @@ absl::StatusOr<ResolvedRequest> Resolve(ModelSet& models, const api::GenerateReq
     auto it = models.find(req.model());
     if (it == models.end()) {
       // Another worker may have it: the front should only assign announced models.
-      return absl::FailedPreconditionError(
-          absl::StrCat("model: \"", req.model(), "\" is not loaded on this worker"));
+      return absl::FailedPreconditionError(absl::StrCat(
+          "model: \"", spec::EchoForMessage(req.model()), "\" is not loaded on this worker"));
     }
     out.model = it->second.get();
   }

@@ -338,6 +338,47 @@ TEST_F(ServerIntegrationTest, EachInvalidFieldIsNamed) {
   }
 }
 
+// Client input is never echoed whole: a default gRPC client refuses a status whose message
+// exceeds its 8 KiB metadata limit, and would see that instead of the server's answer.
+TEST_F(ServerIntegrationTest, OversizedIdentifiersAreRejectedWithShortMessages) {
+  StartServer();
+  AddWorker("w1", /*auto_run=*/true);
+  const std::string huge(1 << 20, 'x');
+  {
+    grpc::ClientContext context;
+    tpdiff::v1::GetJobRequest request;
+    request.set_job_id(huge);
+    tpdiff::v1::Job job;
+    const grpc::Status status = api_->GetJob(&context, request, &job);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(status.error_message(), "job_id: 1048576 bytes exceeds the maximum of 64");
+  }
+  {
+    grpc::ClientContext context;
+    tpdiff::v1::CancelJobRequest request;
+    request.set_job_id(huge);
+    tpdiff::v1::Job job;
+    EXPECT_EQ(api_->CancelJob(&context, request, &job).error_code(),
+              grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  {
+    grpc::ClientContext context;
+    tpdiff::v1::WatchJobRequest request;
+    request.set_job_id(huge);
+    StreamResult stream = ReadAll(api_->WatchJob(&context, request).get());
+    EXPECT_EQ(stream.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(stream.status.error_message(), ::testing::StartsWith("job_id: "));
+  }
+  GenerateRequest request = ValidRequest();
+  request.set_model(huge);
+  absl::StatusOr<tpdiff::v1::Job> job = Submit(request);
+  EXPECT_EQ(job.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(job.status().message()),
+              ::testing::StartsWith("model: unknown model \"" + std::string(64, 'x') +
+                                    "... (1048576 bytes)\""));
+  EXPECT_LT(job.status().message().size(), 300u);
+}
+
 TEST_F(ServerIntegrationTest, HealthFlipsToNotServingOnDrainAndShutdown) {
   StartServer();
   EXPECT_EQ(Health(""), grpc::health::v1::HealthCheckResponse::SERVING);

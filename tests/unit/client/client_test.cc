@@ -1,3 +1,7 @@
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -255,6 +259,39 @@ TEST(GenerateTest, ResumesABrokenStreamWithWatchJobFromTheLastSeq) {
   EXPECT_THAT(out.str(), HasSubstr("stage 1/1: 0.100 s"));
   server->Shutdown();
   std::filesystem::remove_all(dir);
+}
+
+// Nothing listens at the address: the call says so once, with the address and gRPC's reason,
+// instead of "resuming job  after seq 0" (no job id) until the resume attempts run out.
+TEST(GenerateTest, AnUnreachableServerFailsAtOnceNamingTheAddress) {
+  // A port the kernel just handed out, with no listener: bound, then closed.
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  close(fd);
+  const int port = ntohs(addr.sin_port);
+  const std::string address = "127.0.0.1:" + std::to_string(port);
+  auto stub = api::VideoGeneration::NewStub(
+      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  GenerateOptions options;
+  options.request.set_prompt("a red circle");
+  options.out_path = ::testing::TempDir() + "/tpdiff-client-unreachable.mp4";
+  options.follow.server = address;
+  std::ostringstream out, err;
+  CommandIo io{out, err};
+  absl::StatusOr<GenerateResult> result = RunGenerate(*stub, options, io);
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(result.status().message()),
+              ::testing::StartsWith("cannot reach the server at " + address + ": "));
+  EXPECT_THAT(std::string(result.status().message()), HasSubstr("no job id was received"));
+  EXPECT_THAT(err.str(), ::testing::Not(HasSubstr("resuming")));
+  EXPECT_FALSE(std::filesystem::exists(options.out_path));
 }
 
 TEST(FormatEventTest, OneLinePerEvent) {

@@ -3,6 +3,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "tpdiff/spec/limits.h"
+
 namespace tpdiff::spec {
 namespace {
 
@@ -182,6 +184,13 @@ TEST_F(ValidationTest, ZeroDefaultGuidanceBecomesOne) {
   absl::StatusOr<GenerateRequest> out = ValidateAndFill(ValidRequest(), manifest_, tokenizer_, 42);
   ASSERT_TRUE(out.ok()) << out.status();
   EXPECT_FLOAT_EQ(out->guidance_scale(), 1.0f);
+}
+
+TEST(EchoForMessageTest, ShortValuesAreWholeLongOnesCutWithTheirSize) {
+  EXPECT_EQ(EchoForMessage("tiny"), "tiny");
+  EXPECT_EQ(EchoForMessage(std::string(kMaxEchoedBytes, 'a')), std::string(kMaxEchoedBytes, 'a'));
+  EXPECT_EQ(EchoForMessage(std::string(kMaxEchoedBytes + 1, 'a')),
+            std::string(kMaxEchoedBytes, 'a') + "... (65 bytes)");
 }
 
 }  // namespace

@@ -46,10 +46,13 @@ class Interrupt {
 struct FollowOptions {
   absl::Duration deadline = absl::ZeroDuration();  // per call; 0 = none
   // Consecutive resume attempts (WatchJob from the last seq) without a new event before
-  // giving up on a broken stream.
+  // giving up on a broken stream. Only a stream that delivered an event is resumed: when the
+  // first call gets no event and UNAVAILABLE, the server was never reached (no job exists to
+  // resume) and the call fails at once, naming `server`.
   int max_resumes = 8;
   absl::Duration resume_backoff = absl::Milliseconds(200);  // doubled per attempt, max 5 s
   Interrupt* interrupt = nullptr;
+  std::string server;  // the address dialled, for messages
 };
 
 struct GenerateOptions {

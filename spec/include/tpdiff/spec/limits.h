@@ -8,11 +8,19 @@
 // StagePlan::kMaxStages and Tokenizer::kMaxTokens.
 
 #include <cstdint>
+#include <string>
+
+#include "absl/strings/string_view.h"
 
 namespace tpdiff::spec {
 
 inline constexpr uint32_t kMaxPromptBytes = 512;
 inline constexpr uint32_t kMaxRequestIdBytes = 128;
+// Job ids are the front's own ("job-" and 16 hex digits); longer ones cannot exist.
+inline constexpr uint32_t kMaxJobIdBytes = 64;
+// Client input quoted back in an error message (EchoForMessage): at most this many bytes, so
+// a status message stays far below gRPC's default 8 KiB metadata limit whatever was sent.
+inline constexpr uint32_t kMaxEchoedBytes = 64;
 inline constexpr uint32_t kMinFps = 1;
 inline constexpr uint32_t kMaxFps = 60;
 // Per stage, for a request. Lower than StagePlan::kMaxStepsPerStage (the method's limit,
@@ -22,6 +30,10 @@ inline constexpr float kMaxGuidanceScale = 20.0f;
 inline constexpr uint32_t kMaxOutputScale = 16;
 // model.json "description": free text that ListModels reports.
 inline constexpr uint32_t kMaxDescriptionBytes = 1024;
+
+// `value` as an error message quotes it: whole when it has at most kMaxEchoedBytes bytes,
+// else its first kMaxEchoedBytes bytes followed by "... (<n> bytes)".
+std::string EchoForMessage(absl::string_view value);
 
 }  // namespace tpdiff::spec
 
