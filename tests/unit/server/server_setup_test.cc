@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 #include <string>
 
@@ -26,6 +27,10 @@ class ConfigureSecurityTest : public ::testing::Test {
     return path;
   }
   void SetUp() override {
+    // A folder of its own: ctest runs each test as its own process, in parallel.
+    std::string tmpl = ::testing::TempDir() + "/tpdiff-server-setup-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
+    dir_ = tmpl;
     flags_.tls_cert = Write("cert.pem", "CERT");
     flags_.tls_key = Write("key.pem", "KEY");
     flags_.worker_secret_file = Write("secret", "0123456789abcdef-secret\n");
@@ -33,9 +38,10 @@ class ConfigureSecurityTest : public ::testing::Test {
         Write("tenants.json", R"({"tenants": [{"name": "a", "api_key_sha256": [")" +
                                   std::string(64, 'a') + R"("]}]})");
   }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
   absl::Status Configure() { return ConfigureSecurity(flags_, options_); }
 
-  const std::string dir_ = ::testing::TempDir();
+  std::string dir_;
   SecurityFlags flags_;
   FrontServerOptions options_;
 };
