@@ -3,10 +3,9 @@
 #include <string>
 #include <vector>
 
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
 #include "model_bench.h"
 #include "sampler_bench.h"
+#include "tpdiff/common/flags.h"
 #include "tpdiff/model/cpu_runtime.h"
 #ifdef TPDIFF_BENCH_SERVICE
 #include "service_bench.h"
@@ -19,14 +18,15 @@ int main(int argc, char** argv) {
   if (argc > 1 && std::string(argv[1]) == "models") {
     tpdiff::model::ReexecWithPassiveOpenMpWait(argv);
   }
-  absl::SetProgramUsageMessage(
+  constexpr char kUsage[] =
       "tpdiff-bench sampler [--frames --size --stage_steps --guidance --repeats --threads --svg]\n"
       "  tpdiff-bench service [--workers=1,2,4 --jobs --network=null|tiny --worker_threads --svg]\n"
       "  tpdiff-bench preview [--model=DIR --jobs --worker_threads --svg]\n"
       "  tpdiff-bench models --vanilla_model=DIR [--tpdiff_model=DIR --prompts=FILE\n"
       "      --max_prompts --guidance --threads --device --out=DIR --json=FILE --svg=FILE\n"
-      "      --sampler_row --warmup]");
-  std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
+      "      --sampler_row --warmup]";
+  const std::vector<std::string> positional =
+      tpdiff::common::ParseCommandLine(argc, argv, kUsage);
   const std::string command = positional.size() > 1 ? positional[1] : "";
   if (command == "sampler") return tpdiff::bench::RunSamplerBench();
   if (command == "models") return tpdiff::bench::RunModelBench();
@@ -34,6 +34,6 @@ int main(int argc, char** argv) {
   if (command == "service") return tpdiff::bench::RunServiceBench();
   if (command == "preview") return tpdiff::bench::RunPreviewBench();
 #endif
-  std::fprintf(stderr, "usage: %s\n", absl::ProgramUsageMessage().data());
+  std::fprintf(stderr, "usage: %s\n", kUsage);
   return 2;
 }

@@ -7,11 +7,10 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "packages.h"
+#include "tpdiff/common/flags.h"
 
 ABSL_FLAG(std::string, out, "", "package folder to write (created)");
 ABSL_FLAG(std::string, name, "", "manifest name; empty = the folder's name");
@@ -23,10 +22,10 @@ ABSL_FLAG(int, width, 0, "builtin: token width instead of the preset's (a multip
 ABSL_FLAG(int, depth, 0, "builtin: number of blocks instead of the preset's");
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
+  tpdiff::common::ParseCommandLine(
+      argc, argv,
       "tpdiff-make-package --out=DIR [--name --network=tiny|cpu|gpu|null --seed --stage_steps "
       "--frames --width --depth]");
-  absl::ParseCommandLine(argc, argv);
   tpdiff::bench::PackageSpec spec;
   spec.dir = absl::GetFlag(FLAGS_out);
   while (spec.dir.size() > 1 && spec.dir.back() == '/') spec.dir.pop_back();

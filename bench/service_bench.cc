@@ -46,7 +46,8 @@ extern char** environ;
 
 ABSL_DECLARE_FLAG(std::string, svg);     // sampler_bench.cc
 ABSL_DECLARE_FLAG(std::string, device);  // sampler_bench.cc
-ABSL_FLAG(std::string, worker_binary, TPDIFF_WORKER_BINARY, "tpdiff-worker executable");
+ABSL_FLAG(std::string, worker_binary, "",
+          "tpdiff-worker executable; empty = the one built with this benchmark");
 ABSL_FLAG(std::string, workers, "1,2,4", "service: worker process counts, one row each");
 ABSL_FLAG(int, jobs, 0, "timed jobs per row (0 = 60 for service, 10 for preview)");
 ABSL_FLAG(int, worker_threads, 1,
@@ -138,7 +139,8 @@ class Service {
     for (int i = 0; i < workers; ++i) {
       const std::string log = absl::StrCat(log_dir, "/worker-", workers, "-", i, ".log");
       // Plaintext on loopback, as tpdiff-server --local-workers --insecure runs them.
-      std::vector<std::string> args = {absl::GetFlag(FLAGS_worker_binary),
+      const std::string binary = absl::GetFlag(FLAGS_worker_binary);
+      std::vector<std::string> args = {binary.empty() ? TPDIFF_WORKER_BINARY : binary,
                                        "--insecure",
                                        "--server=" + target,
                                        "--models_dir=" + models_dir,
