@@ -7,40 +7,27 @@
 #include <openssl/x509v3.h>
 
 #include <cstdlib>
-#include <fstream>
-#include <sstream>
 #include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "tpdiff/common/files.h"
 #include "tpdiff/server/tenants.h"
 
 namespace tpdiff::server {
-namespace {
-
-absl::StatusOr<std::string> ReadWholeFile(const std::string& path, absl::string_view what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", what, " file ", path));
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-}  // namespace
-
 absl::StatusOr<ServerTls> ReadServerTls(const std::string& cert_path, const std::string& key_path,
                                         const std::string& client_ca_path) {
   ServerTls tls;
-  absl::StatusOr<std::string> cert = ReadWholeFile(cert_path, "--tls-cert");
+  absl::StatusOr<std::string> cert = common::ReadFileContents(cert_path, "--tls-cert");
   if (!cert.ok()) return cert.status();
-  absl::StatusOr<std::string> key = ReadWholeFile(key_path, "--tls-key");
+  absl::StatusOr<std::string> key = common::ReadFileContents(key_path, "--tls-key");
   if (!key.ok()) return key.status();
   tls.cert_chain_pem = *std::move(cert);
   tls.private_key_pem = *std::move(key);
   if (!client_ca_path.empty()) {
-    absl::StatusOr<std::string> ca = ReadWholeFile(client_ca_path, "--tls-client-ca");
+    absl::StatusOr<std::string> ca = common::ReadFileContents(client_ca_path, "--tls-client-ca");
     if (!ca.ok()) return ca.status();
     tls.client_ca_pem = *std::move(ca);
   }
@@ -89,7 +76,7 @@ absl::StatusOr<std::string> LocalServerName(absl::string_view cert_chain_pem) {
 }
 
 absl::StatusOr<std::string> ReadSecretFile(const std::string& path) {
-  absl::StatusOr<std::string> text = ReadWholeFile(path, "--worker-secret-file");
+  absl::StatusOr<std::string> text = common::ReadFileContents(path, "--worker-secret-file");
   if (!text.ok()) return text.status();
   std::string secret(absl::StripTrailingAsciiWhitespace(*text));
   if (secret.size() < kMinWorkerSecretBytes) {

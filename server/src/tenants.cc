@@ -4,9 +4,7 @@
 #include <openssl/sha.h>
 
 #include <algorithm>
-#include <fstream>
 #include <set>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -14,6 +12,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "tpdiff/common/files.h"
 
 namespace tpdiff::server {
 namespace {
@@ -109,11 +108,9 @@ absl::StatusOr<std::vector<TenantConfig>> ParseTenants(absl::string_view text) {
 }
 
 absl::StatusOr<std::vector<TenantConfig>> ReadTenantsFile(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read tenants file ", path));
-  std::stringstream text;
-  text << in.rdbuf();
-  return ParseTenants(text.str());
+  absl::StatusOr<std::string> text = common::ReadFileContents(path, "--tenants-file");
+  if (!text.ok()) return text.status();
+  return ParseTenants(*text);
 }
 
 TokenBucket::TokenBucket(double rate, double burst, absl::Time now)

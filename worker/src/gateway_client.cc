@@ -11,6 +11,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "tpdiff/common/channel_security.h"
+#include "tpdiff/common/files.h"
 #include "tpdiff/common/grpc_status.h"
 #include "tpdiff/common/proto_time.h"
 #include "tpdiff/common/signals.h"

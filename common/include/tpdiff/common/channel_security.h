@@ -36,8 +36,6 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(
     const std::string& target, const ChannelSecurity& security,
     grpc::ChannelArguments args = grpc::ChannelArguments());
 
-// A whole file; NOT_FOUND names `flag` and the path.
-absl::StatusOr<std::string> ReadFileContents(const std::string& path, absl::string_view flag);
 
 }  // namespace tpdiff::common
 
