@@ -16,6 +16,7 @@ runtime_libs=(
   libtorch1.13 libgrpc++1.51 libgrpc29 libprotobuf32 libabsl20220623
   libprometheus-cpp-core1.0 libprometheus-cpp-pull1.0 libcivetweb1
   libavcodec59 libavformat59 libavutil57 libswscale6 libpng16-16
+  libsentencepiece0 libhiredis0.14
 )
 
 build_packages=(
@@ -38,6 +39,13 @@ build_packages=(
   # names exist on Debian 12 and Ubuntu 24.04; gcc's own ASan/UBSan/TSan runtimes
   # (scripts/sanitize.sh) come with build-essential.
   clang libclang-rt-dev
+  # Latent model packages: SentencePiece tokenizers (the library for spec/, the spm_* tools that
+  # train the miniature model's vocabulary), and the Python kit (python/): the same LibTorch 1.13
+  # and SentencePiece 0.1.97 as the C++ side, so exported modules and token ids agree.
+  libsentencepiece-dev sentencepiece python3-torch python3-sentencepiece
+  # Shared front state (--state=redis://...): the hiredis client, and a real redis-server that
+  # the tests start on a free port.
+  libhiredis-dev redis-server
 )
 # kubectl (for `kubectl kustomize`) and node/npm (manifest schema validation) may already come
 # from other packages (a cloud SDK's kubectl, NodeSource's nodejs) whose files the Debian
