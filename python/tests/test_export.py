@@ -1,6 +1,8 @@
 """Export of PyTorch modules into a package: round trip and the errors it reports."""
 
 import os
+import subprocess
+import sys
 import tempfile
 import unittest
 import warnings
@@ -8,9 +10,8 @@ import warnings
 import torch
 from torch import nn
 
-import support
+import support  # noqa: F401  (sys.path)
 import build_packages
-from tpdiff_kit import method
 from tpdiff_kit.export import ExportError, export_package, example_inputs
 from tpdiff_kit.package import LatentPackage
 
@@ -99,7 +100,7 @@ class ExportTest(unittest.TestCase):
                 return self.inner(*args)
 
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            warnings.simplefilter("ignore")
             m, out = self.export(enc, Untyped(den), vae)
         self.assertEqual(m["denoiser"]["file"], "denoiser.pt")
         loaded = torch.jit.load(os.path.join(out, "denoiser.pt"))
@@ -117,7 +118,19 @@ class ExportTest(unittest.TestCase):
                 return latents * torch.ones(frames)[None, None, :, None, None]
 
         with self.assertRaisesRegex(ExportError, r"^denoiser: failed on inputs \(\[2, 8, 3, 8, 8\]"):
-            self.export(enc, FrameBound(), vae, compile="trace")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self.export(enc, FrameBound(), vae, compile="trace")
+
+    def test_command_line_with_a_factory(self):
+        out = os.path.join(self.work.name, "cli")
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+        done = subprocess.run([sys.executable, "-m", "tpdiff_kit.export", "--factory",
+                               "build_packages:factory", "--out", out], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.assertEqual(done.returncode, 0, done.stdout)
+        self.assertIn("denoiser.pt", done.stdout)
+        self.assertEqual(LatentPackage(out).name, "mini-flow")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ steps, previews) and the conversion of a denoiser's raw prediction into the stag
 The reference sampler (reference.py) and training code import it; nothing here draws noise
 or calls a network.
 
-Conventions (docs/latent-packages.md):
+Conventions (python/README.md):
 
 * The sampler's time ``t`` in [0, 1] is the UNSHIFTED time; t = 1 is pure noise. Each schedule
   maps t to its own noise-level coordinate ``r`` (``Schedule.level``) in which

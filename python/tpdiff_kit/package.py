@@ -1,7 +1,7 @@
 """Latent model packages (manifest kind "latent"): validation of model.json and loading.
 
 A package folder holds model.json, the tokenizer model and three TorchScript modules (text
-encoder, denoiser, VAE decoder); docs/latent-packages.md describes the format. The rules
+encoder, denoiser, VAE decoder); python/README.md describes the format. The rules
 checked here are the manifest's own; the C++ loader applies the same ones.
 """
 

@@ -9,6 +9,7 @@ random weights from --seed (the same seed gives byte-identical weights). Require
 """
 
 import argparse
+import atexit
 import os
 import shutil
 import subprocess
@@ -97,6 +98,18 @@ def build(out_dir: str, names=None, seed: int = 0, log=print) -> dict:
             written[name] = export_package(os.path.join(out_dir, name), manifest(name, schedule),
                                            *modules, tokenizer_file=spm, log=log)
     return written
+
+
+def factory(name: str = "mini-flow") -> dict:
+    """The arguments of export_package for one package, for
+    `python3 -m tpdiff_kit.export --factory build_packages:factory --out DIR`."""
+    work = tempfile.mkdtemp(prefix="tpdiff-spm-")
+    atexit.register(shutil.rmtree, work, True)
+    spm = train_tokenizer(work)
+    schedule = PACKAGES[name]
+    encoder, denoiser, vae = build_modules(200, schedule["prediction"], seed=0)
+    return {"manifest": manifest(name, schedule), "text_encoder": encoder, "denoiser": denoiser,
+            "vae_decoder": vae, "tokenizer_file": spm}
 
 
 def main() -> int:

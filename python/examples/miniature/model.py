@@ -241,12 +241,26 @@ class CausalConv3d(nn.Module):
         return self.conv(F.pad(x, [s, s, s, s, self.pad_t, 0]))
 
 
+class ChannelRMSNorm(nn.Module):
+    """RMS normalisation over channels at each voxel (as Wan's decoder): per frame, so the
+    decoder stays causal in time."""
+
+    def __init__(self, channels: int, eps: float = 1e-6):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = torch.rsqrt(x.pow(2).mean(1, keepdim=True) + self.eps)
+        return x * scale * self.weight[None, :, None, None, None]
+
+
 class ResBlock3d(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
-        self.norm1 = nn.GroupNorm(1, channels)
+        self.norm1 = ChannelRMSNorm(channels)
         self.conv1 = CausalConv3d(channels, channels)
-        self.norm2 = nn.GroupNorm(1, channels)
+        self.norm2 = ChannelRMSNorm(channels)
         self.conv2 = CausalConv3d(channels, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -296,7 +310,7 @@ class VaeDecoder(nn.Module):
         self.time_up = nn.ModuleList([TimeUpsample(w0), TimeUpsample(w0)])
         self.space_up = nn.ModuleList([SpaceUpsample(w0, w1), SpaceUpsample(w1, w2),
                                        SpaceUpsample(w2, w3)])
-        self.norm_out = nn.GroupNorm(1, w3)
+        self.norm_out = ChannelRMSNorm(w3)
         self.conv_out = CausalConv3d(w3, 3)
 
     def forward(self, latents: torch.Tensor) -> torch.Tensor:
