@@ -142,6 +142,33 @@ class ReferenceTest(unittest.TestCase):
                                        rtol=1e-4, msg=name)
             self.assertEqual(res.denoiser_calls, 6)
 
+    def test_an_oracle_denoiser_gives_the_clean_latents_and_exact_previews(self):
+        # The oracle knows x0 and returns, for any x on a stage's path, the exact raw prediction;
+        # the sampler must then land on D_k(x0) at every stage end.
+        g = torch.Generator().manual_seed(4)
+        x0 = torch.randn(1, 8, 5, 8, 8, generator=g)
+        for name, base in self.packages.items():
+            pkg = LatentPackage(base.directory)
+            stages = {s.k: s for s in method.plan_stages(pkg.schedule, 5, True, [3, 3, 3])}
+
+            def oracle(latents, timestep, stage, context, mask):
+                k = int(stage[0])
+                geo = method.StageGeometry(pkg.schedule, stages[k], True)
+                r = float(timestep[0]) / pkg.schedule.timestep(1.0)
+                d = method.down_times(x0, k - 1, True).double()
+                x = latents[:1].double()
+                target = geo.oracle_target(x, r, d)
+                raw = method.target_to_prediction(pkg.prediction, geo, x, r, target)
+                return raw.float().expand_as(latents)
+
+            pkg.denoiser = oracle
+            res = reference.sample(pkg, PROMPT, seed=6, steps=[3, 3, 3], decode=False)
+            for st in res.stages[:-1]:
+                torch.testing.assert_close(st.preview, method.down_times(x0, st.k - 1, True),
+                                           atol=2e-4, rtol=2e-4, msg=f"{name} stage {st.k}")
+            if pkg.prediction == "flow_velocity":
+                torch.testing.assert_close(res.latents, x0, atol=2e-4, rtol=2e-4)
+
     def test_same_seed_same_result_other_seed_other_result(self):
         pkg = self.packages["mini-vp-v"]
         a = reference.sample(pkg, PROMPT, seed=3)
