@@ -163,9 +163,26 @@ function crossReferences(docs, problems) {
     }
   }
 
-  for (const pdb of byKind("PodDisruptionBudget")) {
+  // Two controllers whose selectors take each other's pods fight over them (one worker
+  // Deployment per model must carry the model in its selector), and the eviction API refuses to
+  // evict a pod that more than one PodDisruptionBudget covers.
+  for (const { owner, ns } of pods) {
+    if (owner.kind === "Job") continue;
+    for (const other of selectedPods(ns, owner.spec?.selector?.matchLabels)) {
+      if (other.owner !== owner) problems.push(`${id(owner)}: selector also selects the pods of ${id(other.owner)}`);
+    }
+  }
+  const pdbs = byKind("PodDisruptionBudget");
+  for (const pdb of pdbs) {
     if (selectedPods(pdb.metadata?.namespace, pdb.spec?.selector?.matchLabels).length === 0) {
       problems.push(`${id(pdb)}: selector matches no pod template`);
+    }
+  }
+  for (const p of pods) {
+    const covering = pdbs.filter((b) => b.metadata?.namespace === p.ns &&
+      matches(b.spec?.selector?.matchLabels, p.template.metadata?.labels));
+    if (covering.length > 1) {
+      problems.push(`${id(p.owner)}: pods covered by ${covering.length} PodDisruptionBudgets (${covering.map(id).join(", ")}); evictions would fail`);
     }
   }
 
