@@ -49,7 +49,9 @@ build_packages=(
 )
 # kubectl (for `kubectl kustomize`) and node/npm (manifest schema validation) may already come
 # from other packages (a cloud SDK's kubectl, NodeSource's nodejs) whose files the Debian
-# packages would collide with: install Debian's only where the command is missing.
+# packages would collide with: install Debian's only where the command is missing. deploy/k8s
+# needs kustomize v5 (kubectl >= 1.27); Debian 12's kubernetes-client is kubectl 1.20.2, with
+# which the manifest tests stop and say so (tests/deploy/check_manifests.sh).
 command -v kubectl >/dev/null || build_packages+=(kubernetes-client)
 command -v node >/dev/null || build_packages+=(nodejs)
 command -v npm >/dev/null || build_packages+=(npm)

@@ -5,6 +5,7 @@
 #include <grpcpp/impl/server_builder_option.h>
 
 #include "absl/strings/str_cat.h"
+#include "tpdiff/server/parse_errors.h"
 
 namespace tpdiff::server {
 namespace {
@@ -54,6 +55,11 @@ absl::Status FrontServer::Start() {
   builder.AddListeningPort(options_.listen, MakeServerCredentials(options_.tls), &port_);
   builder.RegisterService(api_service_.get());
   builder.RegisterService(gateway_service_.get());
+  // A request that is not a parseable message gets INVALID_ARGUMENT, not gRPC's bare
+  // UNIMPLEMENTED (parse_errors.h).
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(MakeUnparsableRequestInterceptorFactory());
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   builder.SetMaxReceiveMessageSize(options_.max_receive_message_bytes);
   builder.SetMaxSendMessageSize(options_.max_send_message_bytes);
   // Generate and worker streams last minutes with long silences while a stage samples:

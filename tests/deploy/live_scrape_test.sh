@@ -142,5 +142,8 @@ grep -q '^tpdiff_stage_duration_seconds_bucket{.*le="1200"' "$tmp/front.prom" ||
 grep -q '^tpdiff_queue_wait_seconds_bucket{.*le="0.05"' "$tmp/front.prom" || { echo "queue wait histogram lacks the 0.05 s bucket" >&2; status=1; }
 
 node "$validator/validate.mjs" live "$tmp/rendered.yaml" "$root/deploy/grafana/tpdiff-dashboard.json" "$prom" || status=1
+# The per-model ScaledObjects' queries (overlays/multi-model) must return data too.
+kubectl kustomize "$root/deploy/k8s/overlays/multi-model" >"$tmp/rendered-models.yaml" 2>/dev/null
+node "$validator/validate.mjs" live "$tmp/rendered-models.yaml" "$root/deploy/grafana/tpdiff-dashboard.json" "$prom" || status=1
 [[ $status == 0 ]] && keep_logs=0
 exit $status

@@ -106,6 +106,7 @@ int GatewayClient::welcomes() const {
 }
 
 void GatewayClient::Drain() {
+  if (options_.readiness != nullptr) options_.readiness->SetDraining();
   JobRunner* runner = nullptr;
   {
     absl::MutexLock lock(&mu_);
@@ -200,6 +201,8 @@ GatewayClient::End GatewayClient::ServeConnection(JobRunner& runner, absl::Statu
   absl::Duration heartbeat = options_.heartbeat_interval.value_or(
       common::FromProtoDuration(first.welcome().heartbeat_interval()));
   if (heartbeat <= absl::ZeroDuration()) heartbeat = kDefaultHeartbeat;
+  // Before welcomes_ counts this stream, so whoever sees the count sees the readiness too.
+  if (options_.readiness != nullptr) options_.readiness->SetRegistered(true);
   {
     absl::MutexLock lock(&mu_);
     connected_ = true;
@@ -231,6 +234,7 @@ GatewayClient::End GatewayClient::ServeConnection(JobRunner& runner, absl::Statu
     connected_ = false;
     drained = drained_;
   }
+  if (options_.readiness != nullptr) options_.readiness->SetRegistered(false);
   // Whatever is still running belongs to a stream the front has given up on.
   if (!drained) runner.AbandonAll();
   context.TryCancel();  // unblocks a writer stuck in Write

@@ -76,7 +76,8 @@ std::string Response(absl::string_view status, absl::string_view content_type,
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
-    const std::string& listen, std::weak_ptr<prometheus::Collectable> collectable) {
+    const std::string& listen, std::weak_ptr<prometheus::Collectable> collectable,
+    const WorkerReadiness* readiness) {
   std::string host, port;
   if (absl::Status s = SplitHostPort(listen, host, port); !s.ok()) return s;
   addrinfo hints{};
@@ -116,14 +117,19 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
     return Errno("metrics-listen: eventfd");
   }
   auto server = std::unique_ptr<MetricsServer>(
-      new MetricsServer(fd, wake, bound_port, std::move(collectable)));
+      new MetricsServer(fd, wake, bound_port, std::move(collectable), readiness));
   server->thread_ = std::thread([s = server.get()] { s->Serve(); });
   return server;
 }
 
 MetricsServer::MetricsServer(int listen_fd, int wake_fd, int port,
-                             std::weak_ptr<prometheus::Collectable> collectable)
-    : listen_fd_(listen_fd), wake_fd_(wake_fd), port_(port), collectable_(std::move(collectable)) {}
+                             std::weak_ptr<prometheus::Collectable> collectable,
+                             const WorkerReadiness* readiness)
+    : listen_fd_(listen_fd),
+      wake_fd_(wake_fd),
+      port_(port),
+      collectable_(std::move(collectable)),
+      readiness_(readiness) {}
 
 MetricsServer::~MetricsServer() {
   const uint64_t one = 1;
@@ -182,8 +188,18 @@ void MetricsServer::Answer(int fd) {
     SendAll(fd, Response("405 Method Not Allowed", "text/plain", "GET or HEAD\n", false));
     return;
   }
+  if (readiness_ != nullptr && (path == "/startupz" || path == "/readyz")) {
+    const absl::Status probe = path == "/startupz" ? readiness_->Started() : readiness_->Ready();
+    SendAll(fd, probe.ok() ? Response("200 OK", "text/plain", "ok\n", head)
+                           : Response("503 Service Unavailable", "text/plain",
+                                      absl::StrCat(probe.message(), "\n"), head));
+    return;
+  }
   if (path != "/metrics") {
-    SendAll(fd, Response("404 Not Found", "text/plain", "only /metrics is served here\n", head));
+    SendAll(fd, Response("404 Not Found", "text/plain",
+                         readiness_ != nullptr ? "served here: /metrics, /startupz, /readyz\n"
+                                               : "only /metrics is served here\n",
+                         head));
     return;
   }
   std::string body;

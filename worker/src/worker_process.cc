@@ -15,6 +15,7 @@
 #include "tpdiff/worker/metrics.h"
 #include "tpdiff/worker/metrics_server.h"
 #include "tpdiff/worker/models.h"
+#include "tpdiff/worker/readiness.h"
 
 namespace tpdiff::worker {
 namespace {
@@ -34,12 +35,14 @@ absl::Status RunWorkerProcess(const WorkerProcessOptions& o) {
 
   auto registry = std::make_shared<prometheus::Registry>();
   WorkerMetrics metrics(*registry);
+  // Outlives metrics_server, which reports it on /startupz and /readyz.
+  WorkerReadiness readiness;
   // Not prometheus::Exposer: its civetweb threads cannot start in a LibTorch process (see
   // metrics_server.h).
   std::unique_ptr<MetricsServer> metrics_server;
   if (!o.metrics_listen.empty()) {
     absl::StatusOr<std::unique_ptr<MetricsServer>> started =
-        MetricsServer::Start(o.metrics_listen, registry);
+        MetricsServer::Start(o.metrics_listen, registry, &readiness);
     if (!started.ok()) return Context("--metrics-listen", started.status());
     metrics_server = *std::move(started);
     std::cerr << "tpdiff-worker: /metrics on port " << metrics_server->port() << "\n";
@@ -49,6 +52,7 @@ absl::Status RunWorkerProcess(const WorkerProcessOptions& o) {
   }
   absl::StatusOr<ModelSet> models = LoadWorkerModels(o.models_dir, o.models, *device, &metrics);
   if (!models.ok()) return Context("loading models", models.status());
+  readiness.SetModelsLoaded();
 
   GatewayClientOptions options;
   options.server_address = o.server;
@@ -56,6 +60,7 @@ absl::Status RunWorkerProcess(const WorkerProcessOptions& o) {
   options.device = DeviceName(*device);
   options.version = o.version;
   options.slots = static_cast<uint32_t>(o.slots);
+  options.readiness = &readiness;
   for (const auto& [name, model] : *models) {
     options.models.push_back(ToModelInfo(*model));
   }

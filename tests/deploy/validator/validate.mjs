@@ -1,6 +1,9 @@
 // Offline checks of rendered Kubernetes manifests (the output of `kubectl kustomize`).
 //
-//   node validate.mjs check RENDERED.yaml      schema validation + cross-reference checks
+//   node validate.mjs check RENDERED.yaml [IMAGES.yaml KEY]
+//                                              schema validation + cross-reference checks;
+//                                              with IMAGES.yaml, every container must render
+//                                              exactly the image listed under KEY
 //   node validate.mjs extract-rules RENDERED.yaml
 //                                              prints the PrometheusRule's spec (a plain
 //                                              Prometheus rules file) for promtool
@@ -160,9 +163,26 @@ function crossReferences(docs, problems) {
     }
   }
 
-  for (const pdb of byKind("PodDisruptionBudget")) {
+  // Two controllers whose selectors take each other's pods fight over them (one worker
+  // Deployment per model must carry the model in its selector), and the eviction API refuses to
+  // evict a pod that more than one PodDisruptionBudget covers.
+  for (const { owner, ns } of pods) {
+    if (owner.kind === "Job") continue;
+    for (const other of selectedPods(ns, owner.spec?.selector?.matchLabels)) {
+      if (other.owner !== owner) problems.push(`${id(owner)}: selector also selects the pods of ${id(other.owner)}`);
+    }
+  }
+  const pdbs = byKind("PodDisruptionBudget");
+  for (const pdb of pdbs) {
     if (selectedPods(pdb.metadata?.namespace, pdb.spec?.selector?.matchLabels).length === 0) {
       problems.push(`${id(pdb)}: selector matches no pod template`);
+    }
+  }
+  for (const p of pods) {
+    const covering = pdbs.filter((b) => b.metadata?.namespace === p.ns &&
+      matches(b.spec?.selector?.matchLabels, p.template.metadata?.labels));
+    if (covering.length > 1) {
+      problems.push(`${id(p.owner)}: pods covered by ${covering.length} PodDisruptionBudgets (${covering.map(id).join(", ")}); evictions would fail`);
     }
   }
 
@@ -258,7 +278,9 @@ function secretReferences(docs, pods, find, problems) {
     }
     for (const r of spec.imagePullSecrets ?? []) refs.push([r.name, null, "imagePullSecrets"]);
 
-    const volumeNames = new Set((spec.volumes ?? []).map((v) => v.name));
+    // A StatefulSet's volumeClaimTemplates are volumes of its pods too.
+    const volumeNames = new Set([...(spec.volumes ?? []), ...(owner.spec?.volumeClaimTemplates ?? [])]
+      .map((v) => v.name ?? v.metadata?.name));
     for (const c of [...(spec.containers ?? []), ...(spec.initContainers ?? [])]) {
       for (const m of c.volumeMounts ?? []) {
         if (!volumeNames.has(m.name)) problems.push(`${id(owner)}: container ${c.name} mounts ${m.mountPath} from missing volume ${m.name}`);
@@ -294,7 +316,8 @@ function flagValues(container) {
 }
 
 const imageIs = (c, name) => new RegExp(`(^|/)${name}(-[a-z0-9]+)?(:|@|$)`).test(c.image ?? "");
-const FILE_FLAGS = ["tls-cert", "tls-key", "tls-ca", "tls-client-ca", "worker-secret-file", "tenants-file"];
+const FILE_FLAGS = ["tls-cert", "tls-key", "tls-ca", "tls-client-ca", "worker-secret-file", "tenants-file",
+  "redis-password-file"];
 const portOf = (hostPort) => Number(String(hostPort).slice(String(hostPort).lastIndexOf(":") + 1));
 
 // What the binaries refuse at start, checked offline, plus what must agree between the
@@ -352,6 +375,25 @@ function securityFlags(docs, pods, find, problems) {
         }
       }
     }
+    // --state=redis://HOST:PORT[/DB]: a HOST of the form <service>.<namespace>.svc names a
+    // rendered Service with that port (an external Redis has another host name).
+    const state = role === "front" ? flags.get("state") : undefined;
+    if (state && state !== "memory") {
+      const m = state.match(/^redis:\/\/([^:/]+):(\d+)(\/\d+)?$/);
+      if (!m) {
+        problems.push(`${where}: --state=${state} is neither memory nor redis://HOST:PORT[/DB]`);
+      } else if (/^[a-z0-9-]+\.[a-z0-9-]+\.svc(\.cluster\.local)?$/.test(m[1])) {
+        const [svcName, svcNs] = m[1].split(".");
+        const svc = find("Service", svcNs, svcName);
+        if (!svc) problems.push(`${where}: --state=${state} names no rendered Service`);
+        else if (!(svc.spec?.ports ?? []).some((p) => String(p.port) === m[2])) {
+          problems.push(`${where}: --state=${state}: ${id(svc)} has no port ${m[2]}`);
+        }
+      }
+      if (!flags.has("redis-password-file") && !(c.env ?? []).some((e) => e.name === "TPDIFF_REDIS_PASSWORD")) {
+        problems.push(`${where}: --state=${state} without --redis-password-file or TPDIFF_REDIS_PASSWORD`);
+      }
+    }
     // Files named by flags must be mounted.
     const volumes = new Map((template.spec?.volumes ?? []).map((v) => [v.name, v]));
     for (const f of FILE_FLAGS) {
@@ -382,6 +424,32 @@ function securityFlags(docs, pods, find, problems) {
         }
       }
     }
+  }
+}
+
+// The exact image (name:tag) each container renders, per kustomization: IMAGES.yaml maps a
+// key (the kustomization's path under deploy/k8s) to "Kind/name/container: image" entries,
+// init containers included. A container that is not listed, an entry that renders nothing and
+// any other image are errors: an overlay's `images:` entry that stops matching (because a
+// lower layer renamed the image first) renders the wrong image without any other symptom.
+function checkImages(docs, file, key, problems) {
+  const all = yaml.load(readFileSync(file, "utf8")) ?? {};
+  const expected = all[key];
+  if (!expected) {
+    problems.push(`${file} has no images for ${key}`);
+    return;
+  }
+  const seen = new Set();
+  for (const { owner, template } of podTemplates(docs)) {
+    for (const c of [...(template.spec?.initContainers ?? []), ...(template.spec?.containers ?? [])]) {
+      const where = `${owner.kind}/${owner.metadata?.name}/${c.name}`;
+      seen.add(where);
+      if (!(where in expected)) problems.push(`${where}: image ${c.image} is not listed for ${key} in ${file}`);
+      else if (c.image !== expected[where]) problems.push(`${where}: renders image ${c.image}, expected ${expected[where]}`);
+    }
+  }
+  for (const where of Object.keys(expected)) {
+    if (!seen.has(where)) problems.push(`${where}: listed for ${key} in ${file}, but no such container is rendered`);
   }
 }
 
@@ -509,6 +577,8 @@ async function main() {
   if (cmd !== "check") throw new Error(`unknown command ${cmd}`);
   const problems = [];
   if (docs.length === 0) problems.push("no objects rendered");
+  const [, , imagesFile, imagesKey] = process.argv.slice(2);
+  if (imagesFile) checkImages(docs, imagesFile, imagesKey, problems);
   await validateSchemas(docs, problems);
   crossReferences(docs, problems);
   for (const e of promqlExpressions(docs)) {

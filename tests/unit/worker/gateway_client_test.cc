@@ -19,6 +19,7 @@
 #include "tpdiff/common/worker_secret.h"
 #include "tpdiff/worker/job_runner.h"
 #include "tpdiff/worker/models.h"
+#include "tpdiff/worker/readiness.h"
 #include "tpdiff/worker/v1/worker.grpc.pb.h"
 
 namespace tpdiff::worker {
@@ -148,6 +149,8 @@ class GatewayClientTest : public ::testing::Test {
     options.backoff.initial = absl::Milliseconds(10);
     options.backoff.max = kMaxBackoff;
     options.heartbeat_interval = kHeartbeat;
+    options.readiness = &readiness_;
+    readiness_.SetModelsLoaded();  // as RunWorkerProcess does before dialling
     client_ = std::make_unique<GatewayClient>(options, clock_);
     JobRunnerOptions runner_options;
     runner_options.worker_id = "worker-a";
@@ -201,7 +204,8 @@ class GatewayClientTest : public ::testing::Test {
   }
 
   std::string models_dir_;
-  common::FakeClock clock_;  // outlives client_
+  common::FakeClock clock_;      // outlives client_
+  WorkerReadiness readiness_;    // outlives client_
   FakeGateway gateway_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<GatewayClient> client_;
@@ -324,6 +328,24 @@ TEST_F(GatewayClientTest, ShutdownEndsRun) {
   EXPECT_TRUE(absl::IsCancelled(run_status_)) << run_status_;
 }
 
+// Readiness (the worker's /readyz) means "registered with the front": set by the Welcome,
+// lost with the stream, back with the next Welcome, gone for good once a drain begins.
+TEST_F(GatewayClientTest, ReadyOnlyWhileTheFrontHasAcceptedTheWorker) {
+  ASSERT_TRUE(WaitWelcomed(1));
+  EXPECT_TRUE(readiness_.Ready().ok()) << readiness_.Ready();
+  gateway_.DropStream();
+  ASSERT_TRUE(clock_.AwaitWaiter(clock_.Now() + kMaxBackoff, kWait));  // in the backoff
+  EXPECT_TRUE(absl::IsUnavailable(readiness_.Ready()));
+  EXPECT_THAT(std::string(readiness_.Ready().message()),
+              ::testing::HasSubstr("not registered with the front"));
+  EXPECT_TRUE(readiness_.Started().ok());  // the models stay loaded
+  clock_.Advance(kMaxBackoff);
+  ASSERT_TRUE(WaitWelcomed(2));
+  EXPECT_TRUE(readiness_.Ready().ok()) << readiness_.Ready();
+  client_->Drain();
+  EXPECT_THAT(std::string(readiness_.Ready().message()), ::testing::HasSubstr("draining"));
+}
+
 // A front that refuses every worker, as one with another worker secret does.
 class RejectingGateway final : public wv1::WorkerGateway::Service {
  public:
@@ -369,6 +391,9 @@ TEST(GatewayClientRejectionTest, LogsEachRejectionWithItsStatusAndTheNextDelay) 
   options.backoff.initial = absl::Milliseconds(10);
   options.backoff.max = absl::Milliseconds(100);
   options.backoff.jitter = 0;  // exact delays: 10, 20, 40 ms
+  WorkerReadiness readiness;
+  readiness.SetModelsLoaded();
+  options.readiness = &readiness;
   // Real time: the test reads the delays the client waited.
   common::RealClock clock;
   GatewayClient client(options, clock);
@@ -389,6 +414,10 @@ TEST(GatewayClientRejectionTest, LogsEachRejectionWithItsStatusAndTheNextDelay) 
   EXPECT_THAT(log, ::testing::HasSubstr(prefix + "retry 1 in 10ms\n"));
   EXPECT_THAT(log, ::testing::HasSubstr(prefix + "retry 2 in 20ms\n"));
   EXPECT_FALSE(client.connected());
+  // Loaded but refused: never ready, and the probe says why.
+  EXPECT_TRUE(readiness.Started().ok());
+  EXPECT_THAT(std::string(readiness.Ready().message()),
+              ::testing::HasSubstr("not registered with the front"));
 }
 
 class GatewaySecurityTest : public ::testing::Test {

@@ -11,6 +11,7 @@
 #include "prometheus/registry.h"
 #include "raw_http.h"
 #include "tpdiff/worker/metrics.h"
+#include "tpdiff/worker/readiness.h"
 
 namespace tpdiff::worker {
 namespace {
@@ -105,6 +106,42 @@ TEST(MetricsServerAddressTest, AGoneRegistryServesAnEmptyPage) {
   const std::string response = Get((*server)->port(), "/metrics");
   EXPECT_THAT(response, StartsWith("HTTP/1.1 200 OK"));
   EXPECT_THAT(response, Not(HasSubstr("tpdiff_")));
+}
+
+// The kubelet's probes: /startupz passes once the models are loaded, /readyz only once the
+// worker is also registered with the front, and not while it drains.
+TEST(MetricsServerProbesTest, StartupAndReadinessFollowTheWorkersState) {
+  auto registry = std::make_shared<prometheus::Registry>();
+  WorkerReadiness readiness;
+  auto started = MetricsServer::Start("127.0.0.1:0", registry, &readiness);
+  ASSERT_TRUE(started.ok()) << started.status();
+  const int port = (*started)->port();
+
+  EXPECT_THAT(Get(port, "/startupz"), StartsWith("HTTP/1.1 503 "));
+  EXPECT_THAT(Get(port, "/startupz"), HasSubstr("loading models"));
+  EXPECT_THAT(Get(port, "/readyz"), StartsWith("HTTP/1.1 503 "));
+  EXPECT_THAT(Get(port, "/metrics"), StartsWith("HTTP/1.1 200 OK"));  // liveness meanwhile
+
+  readiness.SetModelsLoaded();
+  EXPECT_THAT(Get(port, "/startupz"), StartsWith("HTTP/1.1 200 OK"));
+  const std::string unregistered = Get(port, "/readyz");
+  EXPECT_THAT(unregistered, StartsWith("HTTP/1.1 503 "));
+  EXPECT_THAT(unregistered, HasSubstr("not registered with the front"));
+
+  readiness.SetRegistered(true);
+  EXPECT_THAT(Get(port, "/readyz"), StartsWith("HTTP/1.1 200 OK"));
+  EXPECT_THAT(Get(port, "/readyz?verbose=1"), StartsWith("HTTP/1.1 200 OK"));
+
+  readiness.SetRegistered(false);
+  EXPECT_THAT(Get(port, "/readyz"), StartsWith("HTTP/1.1 503 "));
+  readiness.SetRegistered(true);
+  readiness.SetDraining();
+  EXPECT_THAT(Get(port, "/readyz"), HasSubstr("draining"));
+  EXPECT_THAT(Get(port, "/startupz"), StartsWith("HTTP/1.1 200 OK"));
+}
+
+TEST_F(MetricsServerTest, WithoutReadinessTheProbePathsAreNotServed) {
+  EXPECT_THAT(Get(server_->port(), "/readyz"), StartsWith("HTTP/1.1 404 "));
 }
 
 }  // namespace

@@ -22,6 +22,7 @@
 #include "tpdiff/worker/backoff.h"
 #include "tpdiff/worker/event_sink.h"
 #include "tpdiff/worker/job_runner.h"
+#include "tpdiff/worker/readiness.h"
 #include "tpdiff/worker/v1/worker.grpc.pb.h"
 
 namespace tpdiff::worker {
@@ -46,6 +47,9 @@ struct GatewayClientOptions {
   // Emit blocks while this many bytes wait for the stream, so a slow network slows the
   // sampler instead of growing memory without bound.
   size_t max_buffered_bytes = size_t{64} << 20;
+  // Told when the front accepts this worker (Welcome) and when that stream ends, and when a
+  // drain begins; null = nobody listens. Not owned; must outlive the client.
+  WorkerReadiness* readiness = nullptr;
 };
 
 // tpdiff-worker's flags for dialling the front (docs/security.md).
