@@ -18,6 +18,10 @@ class SentencePieceModel {
   SentencePieceModel(const SentencePieceModel&) = delete;
   SentencePieceModel& operator=(const SentencePieceModel&) = delete;
 
+  // Empty when models can be loaded, else why not (the module is missing, or a sanitizer
+  // build, where it cannot be isolated from the process's libprotobuf).
+  static std::string Unavailable();
+
   // Null with *error set when the module cannot be loaded or `serialized` is not a
   // SentencePiece model proto.
   static std::unique_ptr<SentencePieceModel> Load(const std::string& serialized,

@@ -87,9 +87,17 @@ absl::StatusOr<Tokenizer> Tokenizer::FromVocabularyText(absl::string_view text, 
   return FromWords(std::move(words), max_tokens);
 }
 
+absl::Status Tokenizer::SentencePieceSupport() {
+  const std::string why = internal::SentencePieceModel::Unavailable();
+  if (why.empty()) return absl::OkStatus();
+  return absl::FailedPreconditionError(
+      absl::StrCat("tokenizer.kind: SentencePiece tokenizers are unavailable: ", why));
+}
+
 absl::StatusOr<Tokenizer> Tokenizer::FromSentencePiece(std::string serialized_model,
                                                        int max_tokens) {
   if (absl::Status s = CheckMaxTokens(max_tokens); !s.ok()) return s;
+  if (absl::Status s = SentencePieceSupport(); !s.ok()) return s;
   std::string error;
   std::unique_ptr<internal::SentencePieceModel> model =
       internal::SentencePieceModel::Load(serialized_model, &error);

@@ -36,6 +36,10 @@ using ::testing::HasSubstr;
 
 class SentencePieceTest : public ::testing::Test {
  protected:
+  void SetUp() override {
+    if (absl::Status s = Tokenizer::SentencePieceSupport(); !s.ok()) GTEST_SKIP() << s.message();
+  }
+
   static void SetUpTestSuite() {
     dir_ = new fs::path(fs::path(::testing::TempDir()) /
                         absl::StrCat("tpdiff_spm_test_", ::getpid()));
@@ -99,6 +103,17 @@ class SentencePieceTest : public ::testing::Test {
   static fs::path* dir_;
 };
 fs::path* SentencePieceTest::dir_ = nullptr;
+
+// The fixture skips where SentencePiece is unavailable; only sanitizer builds may be such a
+// place, so a missing module cannot pass the default test run unnoticed.
+TEST(SentencePieceSupportTest, AvailableOutsideSanitizerBuilds) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  EXPECT_THAT(std::string(Tokenizer::SentencePieceSupport().message()),
+              HasSubstr("sanitizer builds"));
+#else
+  EXPECT_TRUE(Tokenizer::SentencePieceSupport().ok()) << Tokenizer::SentencePieceSupport();
+#endif
+}
 
 TEST_F(SentencePieceTest, IdsAreSpmEncodeFollowedByEosThenPadding) {
   const Tokenizer tok = Load("t5", 24);

@@ -50,8 +50,13 @@ class Tokenizer {
                                                       int max_tokens = kMaxTokens);
   // A serialized SentencePiece model (the .model file). INVALID_ARGUMENT for a file
   // libsentencepiece rejects or a model without an EOS id.
+  // FAILED_PRECONDITION "tokenizer.kind: SentencePiece tokenizers are unavailable: <why>"
+  // when this process cannot load them (see SentencePieceSupport).
   static absl::StatusOr<Tokenizer> FromSentencePiece(std::string serialized_model,
                                                      int max_tokens);
+  // OK when SentencePiece models can be loaded in this process; FAILED_PRECONDITION naming
+  // the reason otherwise (libtpdiff_sentencepiece.so not found, or a sanitizer build).
+  static absl::Status SentencePieceSupport();
 
   TokenizerKind kind() const { return kind_; }
   int max_tokens() const { return max_tokens_; }
