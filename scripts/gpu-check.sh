@@ -14,7 +14,8 @@
 #                    default: .gpu/usr when it holds gRPC, else the system's
 #                    (TPDIFF_SKIP_TORCH=1 scripts/install-deps.sh installs them with apt)
 #   BUILD_DIR (build-gpu-full), SKIP_BUILD=1 (use the binaries there), OUT_DIR (out/gpu-check),
-#   MODEL (shapes-tpdiff), STEPS (10,10,10), JOBS (10, per preview-bench mode), PORT (50081)
+#   MODEL (shapes-tpdiff), STEPS (10,10,10), JOBS (10, per preview-bench mode), PORT (50081),
+#   DEVICE (cuda; cpu runs the same steps on a machine without a GPU, to try the script)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build_dir=${BUILD_DIR:-build-gpu-full}
@@ -24,16 +25,24 @@ steps=${STEPS:-10,10,10}
 jobs=${JOBS:-10}
 port=${PORT:-50081}
 worker_metrics_port=${WORKER_METRICS_PORT:-9481}
+device=${DEVICE:-cuda}
 started=$(date +%s)
 mkdir -p "$out_dir/previews"
 log() { echo "gpu-check [$(($(date +%s) - started)) s]: $*"; }
 
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out_dir/gpu.txt"
+if [[ $device == cpu ]]; then
+  echo "none (DEVICE=cpu)" >"$out_dir/gpu.txt"
+else
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out_dir/gpu.txt"
+fi
 
-torch_prefix=${LIBTORCH:-$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')}
-torch_lib=$(cd "$torch_prefix/../.." 2>/dev/null && pwd)/lib
-[[ -d $torch_lib ]] || torch_lib=$(python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
-prefix_path="$torch_prefix"
+if [[ ${SKIP_BUILD:-0} != 1 ]]; then
+  torch_prefix=${LIBTORCH:-$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')}
+  # LibTorch's own libraries: <prefix>/share/cmake -> <prefix>/lib (a LibTorch download or
+  # PyTorch's torch/ folder alike).
+  export LD_LIBRARY_PATH="$(cd "$torch_prefix/../.." && pwd)/lib:${LD_LIBRARY_PATH:-}"
+fi
+prefix_path="${torch_prefix:-}"
 deps_prefix=${DEPS_PREFIX:-}
 if [[ -z $deps_prefix && -d .gpu/usr/lib/x86_64-linux-gnu/cmake/grpc ]]; then deps_prefix=$PWD/.gpu/usr; fi
 if [[ -n $deps_prefix ]]; then
@@ -52,7 +61,6 @@ if [[ -n $deps_prefix ]]; then
 else
   extra_cmake=()
 fi
-export LD_LIBRARY_PATH="$torch_lib:${LD_LIBRARY_PATH:-}"
 
 if [[ ${SKIP_BUILD:-0} != 1 ]]; then
   log "building the full service against $torch_prefix"
@@ -68,12 +76,12 @@ log "unit tests with a GPU (CUDA sampler, device timer, NVENC)"
 "$build_dir/tests/unit/tpdiff_media_tests" --gtest_brief=1 --gtest_filter='H264*' | tail -n 3
 "$build_dir/tests/unit/worker/tpdiff_worker_tests" --gtest_brief=1 --gtest_filter='JobRunner*:EncodeQueue*' | tail -n 3
 
-log "starting the front and a CUDA worker"
+log "starting the front and a $device worker"
 "$build_dir/server/tpdiff-server" --listen="127.0.0.1:$port" --metrics-listen= --models-dir=models \
   --local-workers=0 --insecure --auth=none >"$out_dir/server.log" 2>&1 &
 server_pid=$!
 "$build_dir/worker/tpdiff-worker" --server="127.0.0.1:$port" --insecure --models-dir=models \
-  --models="$model" --device=cuda --video-encoder=auto --metrics-listen="127.0.0.1:$worker_metrics_port" \
+  --models="$model" --device="$device" --video-encoder=auto --metrics-listen="127.0.0.1:$worker_metrics_port" \
   --worker-id=gpu-check >"$out_dir/worker.log" 2>&1 &
 worker_pid=$!
 trap 'kill -TERM $worker_pid $server_pid 2>/dev/null; wait 2>/dev/null || true' EXIT
@@ -120,10 +128,10 @@ step_lines=$(grep -E '^tpdiff_worker_step_seconds_(sum|count)' <<<"$metrics" || 
 kill -TERM $worker_pid $server_pid 2>/dev/null; wait 2>/dev/null || true
 trap - EXIT
 
-log "sampler bench (TPDiff vs vanilla, same steps) on the GPU"
-"$build_dir/bench/tpdiff-bench" sampler --device=cuda --repeats=5 --svg="$out_dir/sampler.svg" | tee "$out_dir/sampler.txt"
+log "sampler bench (TPDiff vs vanilla, same steps) on $device"
+"$build_dir/bench/tpdiff-bench" sampler --device="$device" --repeats=5 --svg="$out_dir/sampler.svg" | tee "$out_dir/sampler.txt"
 log "preview bench: first preview and total, encoding inline vs overlapped"
-"$build_dir/bench/tpdiff-bench" preview --model="models/$model" --device=cuda --jobs="$jobs" \
+"$build_dir/bench/tpdiff-bench" preview --model="models/$model" --device="$device" --jobs="$jobs" \
   --worker_threads=0 --svg="$out_dir/preview.svg" | tee "$out_dir/preview.txt"
 
 echo
@@ -134,7 +142,8 @@ echo "generate (tpdiff):   $gen_tpdiff s wall, $previews previews, $(stat -c %s 
 echo "generate (vanilla):  $gen_vanilla s wall -> TPDiff $(python3 -c "print(f'{$gen_vanilla / $gen_tpdiff:.2f}')")x faster end to end"
 echo "cancel:              job $job -> $cancel_state"
 grep -E "speed-up|speedup|x faster" "$out_dir/sampler.txt" | sed 's/^/sampler bench:       /' || true
-grep -E "first preview  |total  |first preview /" "$out_dir/preview.txt" | sed 's/^ */preview bench:       /' || true
+grep -E "^  (inline|overlapped) +(first preview|total) " "$out_dir/preview.txt" |
+  sed 's/^ */preview bench:       /' || true
 echo "step metrics:        $(tr '\n' ' ' <<<"$step_lines")"
 echo "elapsed:             $(($(date +%s) - started)) s; files in $out_dir"
 echo "==========================================================="

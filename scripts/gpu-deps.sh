@@ -42,16 +42,23 @@ if [[ "${1:-}" == "--full" ]]; then
   for pc in libavcodec libavformat libavutil libswscale libswresample libcares re2 libcurl \
             openssl libssl libcrypto zlib protobuf grpc grpc++ libpng libpng16; do
     [[ -f $lib/pkgconfig/$pc.pc ]] || continue
-    sed -e 's|^libdir=/usr|libdir=${prefix}|' -e 's|^includedir=/usr|includedir=${prefix}|' \
-      "$lib/pkgconfig/$pc.pc" >$d/lib/x86_64-linux-gnu/pkgconfig/$pc.pc
+    # Some (re2's) have no prefix line to rewrite: they get one.
+    { grep -q '^prefix=' "$lib/pkgconfig/$pc.pc" || echo 'prefix=/usr'
+      sed -e 's|^libdir=/usr|libdir=${prefix}|' -e 's|^includedir=/usr|includedir=${prefix}|' \
+        "$lib/pkgconfig/$pc.pc"; } >$d/lib/x86_64-linux-gnu/pkgconfig/$pc.pc
   done
-  # Tools the build runs.
+  # Every file the CMake packages import (CMake checks that each exists, the other gRPC
+  # language plugins included), then the tools the build runs.
   mkdir -p $d/bin
-  cp /usr/bin/protoc /usr/bin/grpc_cpp_plugin /usr/bin/pkgconf $d/bin/
+  grep -ho '${_IMPORT_PREFIX}/[^" ;]*' $d/lib/x86_64-linux-gnu/cmake/*/*.cmake | sort -u |
+    sed 's|^${_IMPORT_PREFIX}/||' | grep -v '^include' | while read -r f; do
+      [[ -e /usr/$f ]] && { mkdir -p "$d/$(dirname "$f")"; cp -a "/usr/$f" "$d/$f"; }
+    done
+  cp /usr/bin/protoc /usr/bin/pkgconf $d/bin/
   ln -sf pkgconf $d/bin/pkg-config
   # Everything those libraries and tools load at run time, except the C and C++ runtimes,
   # which every machine has.
-  { ls $d/lib/x86_64-linux-gnu/*.so* $d/bin/protoc $d/bin/grpc_cpp_plugin $d/bin/pkgconf; } |
+  { ls $d/lib/x86_64-linux-gnu/*.so* $d/bin/*; } |
     xargs -r -n1 ldd 2>/dev/null | awk '/=> \//{print $3}' | sort -u |
     grep -Ev '/(libc|libm|libdl|libpthread|librt|libstdc\+\+|libgcc_s|ld-linux[^/]*)\.so' |
     while read -r so; do
