@@ -71,10 +71,18 @@ if [[ ${SKIP_BUILD:-0} != 1 ]]; then
     || { tail -n 40 "$out_dir/build.log"; exit 1; }
 fi
 cli="$build_dir/client/tpdiff"
-log "unit tests with a GPU (CUDA sampler, device timer, NVENC)"
-"$build_dir/tests/unit/core/tpdiff_core_tests" --gtest_brief=1 --gtest_filter='*Cuda*:DeviceTimer*' | tail -n 3
-"$build_dir/tests/unit/tpdiff_media_tests" --gtest_brief=1 --gtest_filter='H264*' | tail -n 3
-"$build_dir/tests/unit/worker/tpdiff_worker_tests" --gtest_brief=1 --gtest_filter='JobRunner*:EncodeQueue*' | tail -n 3
+log "unit tests with a GPU (CUDA sampler, device timer, NVENC, job runner)"
+unit=""
+for t in "core/tpdiff_core_tests *Cuda*:DeviceTimer*" "tpdiff_media_tests H264*" \
+         "worker/tpdiff_worker_tests JobRunner*:EncodeQueue*"; do
+  read -r binary filter <<<"$t"
+  "$build_dir/tests/unit/$binary" --gtest_brief=1 --gtest_filter="$filter" >"$out_dir/unit.log" 2>&1 \
+    || { cat "$out_dir/unit.log"; exit 1; }
+  passed=$(sed -n 's/^\[  PASSED  \] //p' "$out_dir/unit.log")
+  skipped=$(sed -n 's/^\[  SKIPPED \] \([0-9]\)/skipped \1/p' "$out_dir/unit.log")
+  unit+="$(basename "$binary"): $passed${skipped:+ $skipped}; "
+done
+echo "$unit"
 
 log "starting the front and a $device worker"
 "$build_dir/server/tpdiff-server" --listen="127.0.0.1:$port" --metrics-listen= --models-dir=models \
@@ -99,13 +107,20 @@ run_generate() {  # sampler, output name
   local t0
   t0=$(python3 -c 'import time; print(time.time())')
   "$cli" generate --insecure --server="127.0.0.1:$port" --model="$model" --prompt="a red circle moving right" \
-    --steps="$steps" --seed=7 --sampler="$1" --out="$out_dir/$2.mp4" --previews-dir="$out_dir/previews-$2" >/dev/null
+    --steps="$steps" --seed=7 --sampler="$1" --out="$out_dir/$2.mp4" --previews-dir="$out_dir/previews-$2" >/dev/null 2>>"$out_dir/generate.log"
   seconds "$t0"
 }
 log "generate with previews"
 run_generate tpdiff warmup >/dev/null
-gen_tpdiff=$(run_generate tpdiff tpdiff)
-gen_vanilla=$(run_generate vanilla vanilla)
+# Three of each, alternating; the medians.
+tpdiff_runs=() vanilla_runs=()
+for _ in 1 2 3; do
+  tpdiff_runs+=("$(run_generate tpdiff tpdiff)")
+  vanilla_runs+=("$(run_generate vanilla vanilla)")
+done
+median() { printf '%s\n' "$@" | sort -g | sed -n 2p; }
+gen_tpdiff=$(median "${tpdiff_runs[@]}")
+gen_vanilla=$(median "${vanilla_runs[@]}")
 previews=$(ls "$out_dir/previews-tpdiff" | wc -l)
 
 log "cancel a running job"
@@ -137,8 +152,9 @@ log "preview bench: first preview and total, encoding inline vs overlapped"
 echo
 echo "==================== gpu-check summary ===================="
 echo "gpu:                 $(head -n 1 "$out_dir/gpu.txt")"
+echo "unit tests:          $unit"
 echo "worker:              ${encoder_line#*: }"
-echo "generate (tpdiff):   $gen_tpdiff s wall, $previews previews, $(stat -c %s "$out_dir/tpdiff.mp4") bytes MP4 (steps $steps)"
+echo "generate (tpdiff):   $gen_tpdiff s wall (median of 3), $previews previews, $(stat -c %s "$out_dir/tpdiff.mp4") bytes MP4 (steps $steps)"
 echo "generate (vanilla):  $gen_vanilla s wall -> TPDiff $(python3 -c "print(f'{$gen_vanilla / $gen_tpdiff:.2f}')")x faster end to end"
 echo "cancel:              job $job -> $cancel_state"
 grep -E "speed-up|speedup|x faster" "$out_dir/sampler.txt" | sed 's/^/sampler bench:       /' || true
