@@ -3,6 +3,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <string>
+
 #include "tpdiff/media/encoder.h"
 
 namespace tpdiff::worker {
@@ -28,11 +30,18 @@ TEST(WorkerProcessTest, AnExplicitNvencWithoutNvencFailsAtStartNamingTheFlag) {
   EXPECT_THAT(std::string(status.message()),
               ::testing::StartsWith("--video-encoder=h264_nvenc: NVENC cannot encode here ("));
 
-  // auto falls back to libx264 and goes on to load the models.
+  // auto falls back to libx264, says so once, and goes on to load the models.
   o.video_encoder = "auto";
+  ::testing::internal::CaptureStderr();
   const absl::Status fallback = RunWorkerProcess(o);
+  const std::string log = ::testing::internal::GetCapturedStderr();
   EXPECT_EQ(fallback.code(), absl::StatusCode::kNotFound) << fallback;
   EXPECT_THAT(std::string(fallback.message()), ::testing::HasSubstr("loading models"));
+  const std::string note = "--video-encoder=auto: h264_nvenc is not usable here (";
+  const size_t first = log.find(note);
+  ASSERT_NE(first, std::string::npos) << log;
+  EXPECT_EQ(log.find(note, first + 1), std::string::npos) << log;
+  EXPECT_NE(log.find("); MP4 is encoded with libx264\n", first), std::string::npos) << log;
 }
 
 TEST(WorkerProcessTest, BadEncoderFlagsAreInvalidArguments) {
