@@ -21,7 +21,7 @@ int main(int argc, char** argv) {
   constexpr char kUsage[] =
       "tpdiff-bench sampler [--frames --size --stage_steps --guidance --repeats --threads --svg]\n"
       "  tpdiff-bench service [--workers=1,2,4 --jobs --network=null|tiny --worker_threads --svg]\n"
-      "  tpdiff-bench preview [--model=DIR --jobs --worker_threads --svg]\n"
+      "  tpdiff-bench preview [--model=DIR --jobs --preview_steps --encode_modes --worker_threads --svg]\n"
       "  tpdiff-bench models --vanilla_model=DIR [--tpdiff_model=DIR --prompts=FILE\n"
       "      --max_prompts --guidance --threads --device --out=DIR --json=FILE --svg=FILE\n"
       "      --sampler_row --warmup]";

@@ -59,6 +59,12 @@ ABSL_FLAG(int, service_frames, 8, "service: frames per video (stages get 2, 4, 8
 ABSL_FLAG(std::string, model, "",
           "preview: model package folder; empty = a random cpu-preset package");
 ABSL_FLAG(std::string, prompt, "a red circle moving right", "caption of every job");
+ABSL_FLAG(std::string, preview_steps, "",
+          "preview: steps per stage of every job, e.g. 2,2,2; empty = the model's default");
+ABSL_FLAG(std::string, encode_modes, "inline,overlapped",
+          "preview: one row per mode, each on its own worker process: inline (encoding on "
+          "the sampling thread, --encode-queue-depth=0) and overlapped (the slot's encoder "
+          "thread, the worker's default)");
 
 namespace tpdiff::bench {
 namespace {
@@ -126,9 +132,9 @@ JobSample RunJob(api::VideoGeneration::Stub& stub, const api::GenerateRequest& r
 // A front in this process and `workers` tpdiff-worker child processes, on 127.0.0.1.
 class Service {
  public:
-  static absl::StatusOr<std::unique_ptr<Service>> Start(const std::string& models_dir,
-                                                        const std::string& package, int workers,
-                                                        const std::string& log_dir) {
+  static absl::StatusOr<std::unique_ptr<Service>> Start(
+      const std::string& models_dir, const std::string& package, int workers,
+      const std::string& log_dir, const std::vector<std::string>& worker_flags = {}) {
     auto service = std::unique_ptr<Service>(new Service);
     server::FrontServerOptions options;
     options.listen = "127.0.0.1:0";
@@ -151,6 +157,7 @@ class Service {
       if (absl::GetFlag(FLAGS_worker_threads) > 0) {
         args.push_back(absl::StrCat("--threads=", absl::GetFlag(FLAGS_worker_threads)));
       }
+      args.insert(args.end(), worker_flags.begin(), worker_flags.end());
       absl::StatusOr<pid_t> pid = Spawn(args, log);
       if (!pid.ok()) return pid.status();
       service->children_.push_back({*pid, log});
@@ -330,7 +337,10 @@ int RunServiceBench() {
   };
   std::vector<Row> rows;
   for (int workers : worker_counts) {
-    auto service = Service::Start(models_dir, spec.name, workers, tmp.path());
+    // Inline encoding: with encodes overlapping the sampling, total - sampling - encode would
+    // no longer be what the service adds.
+    auto service =
+        Service::Start(models_dir, spec.name, workers, tmp.path(), {"--encode-queue-depth=0"});
     if (!service.ok()) return Fail(service.status().ToString());
     // Warm-up: every worker runs a job or two before the clock starts.
     Run warm = RunJobs((*service)->stub(), request, 2 * workers, workers);
@@ -389,6 +399,21 @@ int RunServiceBench() {
 
 int RunPreviewBench() {
   const int jobs = absl::GetFlag(FLAGS_jobs) > 0 ? absl::GetFlag(FLAGS_jobs) : 10;
+  struct Mode {
+    std::string name;
+    std::vector<std::string> worker_flags;
+    std::vector<double> first, total, fraction, stage1, encode;
+  };
+  std::vector<Mode> modes;
+  for (absl::string_view m : absl::StrSplit(absl::GetFlag(FLAGS_encode_modes), ',')) {
+    if (m == "inline") {
+      modes.push_back({"inline", {"--encode-queue-depth=0"}});
+    } else if (m == "overlapped") {
+      modes.push_back({"overlapped", {}});
+    } else {
+      return Fail(absl::StrCat("--encode_modes: \"", m, "\" is not inline or overlapped"));
+    }
+  }
   TempDir tmp;
   if (tmp.path().empty()) return Fail("cannot create a temporary folder");
   std::string package_dir = absl::GetFlag(FLAGS_model);
@@ -406,55 +431,83 @@ int RunPreviewBench() {
   absl::StatusOr<spec::ModelManifest> manifest = spec::ReadManifest(package_dir);
   if (!manifest.ok()) return Fail(manifest.status().ToString());
   const fs::path path = fs::absolute(package_dir);
-  auto service = Service::Start(path.parent_path().string(), path.filename().string(), 1,
-                                tmp.path());
-  if (!service.ok()) return Fail(service.status().ToString());
 
   api::GenerateRequest request;
   request.set_model(manifest->name);
   request.set_prompt(absl::GetFlag(FLAGS_prompt));
   request.mutable_preview()->set_enabled(true);
-  Run warm = RunJobs((*service)->stub(), request, 1, 1);
-  if (std::string e = FirstError(warm); !e.empty()) return Fail("warm-up job: " + e);
-  Run run = RunJobs((*service)->stub(), request, jobs, 1);
-  if (std::string e = FirstError(run); !e.empty()) return Fail("job: " + e);
-
-  std::vector<double> first, total, fraction, stage1;
-  for (const JobSample& s : run.samples) {
-    if (s.first_preview < 0) return Fail("a job sent no preview");
-    first.push_back(s.first_preview);
-    total.push_back(s.total);
-    fraction.push_back(s.first_preview / s.total);
-    stage1.push_back(s.first_stage / s.total);
+  std::vector<int> stage_steps = manifest->default_stage_steps;
+  if (!absl::GetFlag(FLAGS_preview_steps).empty()) {
+    stage_steps.clear();
+    for (absl::string_view k : absl::StrSplit(absl::GetFlag(FLAGS_preview_steps), ',')) {
+      int n = 0;
+      if (!absl::SimpleAtoi(k, &n) || n < 1) return Fail(absl::StrCat("--preview_steps: bad ", k));
+      stage_steps.push_back(n);
+      request.add_stage_steps(n);
+    }
   }
+  // Modes take turns job by job, so that a shared machine's load falls on both alike.
+  std::vector<std::unique_ptr<Service>> services;
+  for (Mode& mode : modes) {
+    auto service = Service::Start(path.parent_path().string(), path.filename().string(), 1,
+                                  tmp.path(), mode.worker_flags);
+    if (!service.ok()) return Fail(service.status().ToString());
+    Run warm = RunJobs((*service)->stub(), request, 1, 1);
+    if (std::string e = FirstError(warm); !e.empty()) return Fail("warm-up job: " + e);
+    services.push_back(*std::move(service));
+  }
+  for (int i = 0; i < jobs; ++i) {
+    for (size_t m = 0; m < modes.size(); ++m) {
+      api::GenerateRequest r = request;
+      r.set_seed(static_cast<uint64_t>(i) + 1);
+      const JobSample s = RunJob(services[m]->stub(), r);
+      if (!s.error.empty()) return Fail("job: " + s.error);
+      if (s.first_preview < 0) return Fail("a job sent no preview");
+      Mode& mode = modes[m];
+      mode.first.push_back(s.first_preview);
+      mode.total.push_back(s.total);
+      mode.fraction.push_back(s.first_preview / s.total);
+      mode.stage1.push_back(s.first_stage / s.total);
+      mode.encode.push_back(s.encode);
+    }
+  }
+  services.clear();
+
   std::string steps;
-  for (int k : manifest->default_stage_steps) absl::StrAppend(&steps, steps.empty() ? "" : ",", k);
+  for (int k : stage_steps) absl::StrAppend(&steps, steps.empty() ? "" : ",", k);
   std::printf("preview benchmark: %s\n", description.c_str());
-  std::printf("  %s: %d frames %dx%d, stage steps %s, guidance %.1f; %d jobs one at a time, "
-              "worker threads %d, %u cores\n",
+  std::printf("  %s: %d frames %dx%d, stage steps %s, guidance %.1f; %d jobs one at a time per "
+              "mode (modes alternate), worker threads %d, %u cores\n",
               manifest->name.c_str(), manifest->frames, manifest->height, manifest->width,
               steps.c_str(), manifest->default_guidance_scale, jobs,
               absl::GetFlag(FLAGS_worker_threads), std::thread::hardware_concurrency());
-  std::printf("  %-22s %10s %10s %10s\n", "", "p50", "p90", "max");
-  auto line = [](const char* name, const std::vector<double>& v, bool percent) {
+  // On a shared machine the minimum is the least disturbed run; p50 and p90 show the spread.
+  std::printf("  %-11s %-22s %10s %10s %10s %10s\n", "encoding", "", "min", "p50", "p90", "max");
+  auto line = [](const std::string& mode, const char* name, const std::vector<double>& v,
+                 bool percent) {
     auto f = [&](double x) {
       return percent ? absl::StrFormat("%.1f%%", 100 * x) : absl::StrFormat("%.3f s", x);
     };
-    std::printf("  %-22s %10s %10s %10s\n", name, f(Percentile(v, 0.5)).c_str(),
+    std::printf("  %-11s %-22s %10s %10s %10s %10s\n", mode.c_str(), name,
+                f(*std::min_element(v.begin(), v.end())).c_str(), f(Percentile(v, 0.5)).c_str(),
                 f(Percentile(v, 0.9)).c_str(), f(Percentile(v, 1.0)).c_str());
   };
-  line("first preview", first, false);
-  line("total", total, false);
-  line("first preview / total", fraction, true);
-  line("stage 1 / total", stage1, true);
+  std::vector<Bar> bars;
+  for (const Mode& mode : modes) {
+    line(mode.name, "first preview", mode.first, false);
+    line(mode.name, "total", mode.total, false);
+    line(mode.name, "first preview / total", mode.fraction, true);
+    line(mode.name, "stage 1 / total", mode.stage1, true);
+    line(mode.name, "encode (worker)", mode.encode, false);
+    bars.push_back({mode.name + ": first preview", Percentile(mode.first, 0.5),
+                    absl::StrFormat("%.1f%% of total", 100 * Percentile(mode.fraction, 0.5))});
+    bars.push_back({mode.name + ": whole video", Percentile(mode.total, 0.5), ""});
+  }
   const std::string chart = ChartPath("bench-preview.svg");
   std::ofstream(chart) << HorizontalBarChartSvg(
       absl::StrCat("Time to first preview vs. whole video (", manifest->name, ", p50 of ",
-                   jobs, " jobs)"),
-      "s",
-      {{"first preview", Percentile(first, 0.5),
-        absl::StrFormat("%.1f%% of total", 100 * Percentile(fraction, 0.5))},
-       {"whole video", Percentile(total, 0.5), ""}});
+                   jobs, " jobs per encoding mode)"),
+      "s", bars);
   std::printf("  chart written to %s\n", chart.c_str());
   return 0;
 }

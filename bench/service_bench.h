@@ -9,9 +9,11 @@ namespace tpdiff::bench {
 // reported sampling and encoding time, p50/p99) and jobs per second. Returns the exit code.
 int RunServiceBench();
 
-// `tpdiff-bench preview --model DIR`: time to the first stage preview as a fraction of the
-// total generation time, over --jobs jobs on one worker process. Without --model, a random
-// package of the cpu preset (the bundled model's size) is made in a temporary folder.
+// `tpdiff-bench preview --model DIR`: time to the first stage preview and the total job time,
+// over --jobs jobs for each --encode_modes entry (encoding inline on the sampling thread, or
+// overlapped on the slot's encoder thread), each on its own worker process, in the same run.
+// Without --model, a random package of the cpu preset (the bundled model's size) is made in a
+// temporary folder.
 int RunPreviewBench();
 
 }  // namespace tpdiff::bench

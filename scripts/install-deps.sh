@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Installs every Debian package the project needs to build, test and run.
 # Idempotent: safe to run again; used by .ci/run, the README and the Dockerfiles.
-#   scripts/install-deps.sh            build + test dependencies
-#   scripts/install-deps.sh --runtime  only what the binaries need at run time
+#   scripts/install-deps.sh             build + test dependencies
+#   scripts/install-deps.sh --build     only what building the binaries needs (no tests,
+#                                       deployment checks, fuzzing or Python kit): the images'
+#                                       build stages, also on Ubuntu 24.04 (docker/Dockerfile.cuda)
+#   scripts/install-deps.sh --runtime   only what the binaries need at run time
 set -euo pipefail
 
 runtime_packages=(
@@ -19,7 +22,8 @@ runtime_libs=(
   libsentencepiece0 libhiredis0.14
 )
 
-build_packages=(
+# What the binaries (front, worker, client, training, benchmarks) need to build.
+binary_build_packages=(
   build-essential cmake ninja-build pkg-config git
   libtorch-dev
   libgrpc++-dev libgrpc-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
@@ -27,25 +31,30 @@ build_packages=(
   prometheus-cpp-dev libcivetweb-dev
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev
   zlib1g-dev   # media/ computes ZIP CRC-32s with zlib (runtime zlib1g is essential in Debian)
-  libgtest-dev libgmock-dev
   nlohmann-json3-dev
   libpng-dev
+  libssl-dev   # server/ hashes API keys with OpenSSL's SHA-256 (libcrypto)
+  # Latent model packages: the SentencePiece tokenizer library for spec/; shared front state
+  # (--state=redis://...): the hiredis client.
+  libsentencepiece-dev libhiredis-dev
+)
+build_packages=(
+  "${binary_build_packages[@]}"
+  libgtest-dev libgmock-dev
   # Deployment tests (tests/deploy): promtool + a real Prometheus server, curl for the live test.
   prometheus curl
-  # server/ hashes API keys with OpenSSL's SHA-256 (libcrypto); tests make TLS certificates
-  # with the openssl command line at test time.
-  libssl-dev openssl
+  # Tests make TLS certificates with the openssl command line at test time.
+  openssl
   # Fuzzing (scripts/fuzz.sh): clang with libFuzzer and the sanitizer runtimes. The version-less
   # names exist on Debian 12 and Ubuntu 24.04; gcc's own ASan/UBSan/TSan runtimes
   # (scripts/sanitize.sh) come with build-essential.
   clang libclang-rt-dev
-  # Latent model packages: SentencePiece tokenizers (the library for spec/, the spm_* tools that
-  # train the miniature model's vocabulary), and the Python kit (python/): the same LibTorch 1.13
-  # and SentencePiece 0.1.97 as the C++ side, so exported modules and token ids agree.
-  libsentencepiece-dev sentencepiece python3-torch python3-sentencepiece
-  # Shared front state (--state=redis://...): the hiredis client, and a real redis-server that
-  # the tests start on a free port.
-  libhiredis-dev redis-server
+  # Latent model packages: the spm_* tools that train the miniature model's vocabulary, and
+  # the Python kit (python/): the same LibTorch 1.13 and SentencePiece 0.1.97 as the C++ side,
+  # so exported modules and token ids agree.
+  sentencepiece python3-torch python3-sentencepiece
+  # Shared front state: a real redis-server that the tests start on a free port.
+  redis-server
 )
 # kubectl (for `kubectl kustomize`) and node/npm (manifest schema validation) may already come
 # from other packages (a cloud SDK's kubectl, NodeSource's nodejs) whose files the Debian
@@ -56,18 +65,20 @@ command -v kubectl >/dev/null || build_packages+=(kubernetes-client)
 command -v node >/dev/null || build_packages+=(nodejs)
 command -v npm >/dev/null || build_packages+=(npm)
 
-# docker/Dockerfile.cuda brings the CUDA LibTorch itself and sets TPDIFF_SKIP_TORCH=1.
+# docker/Dockerfile.cuda and scripts/gpu-check.sh bring a CUDA LibTorch themselves
+# (TPDIFF_SKIP_TORCH=1).
 if [[ -n "${TPDIFF_SKIP_TORCH:-}" ]]; then
   runtime_libs=("${runtime_libs[@]/libtorch1.13}")
   build_packages=("${build_packages[@]/libtorch-dev}")
+  binary_build_packages=("${binary_build_packages[@]/libtorch-dev}")
 fi
 
 packages=("${runtime_packages[@]}")
-if [[ "${1:-}" == "--runtime" ]]; then
-  packages+=("${runtime_libs[@]}")
-else
-  packages+=("${build_packages[@]}")
-fi
+case "${1:-}" in
+  --runtime) packages+=("${runtime_libs[@]}") ;;
+  --build) packages+=("${binary_build_packages[@]}") ;;
+  *) packages+=("${build_packages[@]}") ;;
+esac
 
 missing=()
 for p in "${packages[@]}"; do

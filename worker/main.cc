@@ -30,6 +30,13 @@ ABSL_FLAG(std::string, tls_server_name, "",
 ABSL_FLAG(std::string, worker_secret_file, "",
           "File with the front's worker secret; default: env TPDIFF_WORKER_SECRET");
 ABSL_FLAG(bool, insecure, false, "Plaintext gRPC to the front (local mode and tests only)");
+ABSL_FLAG(std::string, video_encoder, "auto",
+          "MP4 encoder: auto (h264_nvenc where it opens, else libx264), libx264 or h264_nvenc");
+ABSL_FLAG(int, encode_queue_depth, 2,
+          "Encodes each slot may have waiting on its encoder thread; 0 = encode on the "
+          "sampling thread");
+ABSL_FLAG(absl::Duration, job_stall_timeout, absl::Seconds(300),
+          "Fail a job whose sampler makes no step for this long and replace its slot; 0 = off");
 
 int main(int argc, char** argv) {
   // Sampling ran 2x slower with libgomp's spinning waits on a 2-core machine (cpu_runtime.h).
@@ -47,6 +54,9 @@ int main(int argc, char** argv) {
   o.worker_id = absl::GetFlag(FLAGS_worker_id);
   o.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
   o.heartbeat = absl::GetFlag(FLAGS_heartbeat);
+  o.video_encoder = absl::GetFlag(FLAGS_video_encoder);
+  o.encode_queue_depth = absl::GetFlag(FLAGS_encode_queue_depth);
+  o.job_stall_timeout = absl::GetFlag(FLAGS_job_stall_timeout);
   o.security.insecure = absl::GetFlag(FLAGS_insecure);
   o.security.tls_ca = absl::GetFlag(FLAGS_tls_ca);
   o.security.tls_cert = absl::GetFlag(FLAGS_tls_cert);

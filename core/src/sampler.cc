@@ -4,16 +4,14 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
-#include <chrono>
 
 #include "absl/strings/str_cat.h"
+#include "tpdiff/core/device_timer.h"
 #include "tpdiff/core/stage_math.h"
 #include "tpdiff/core/torch_status.h"
 
 namespace tpdiff::core {
 namespace {
-
-using Clock = std::chrono::steady_clock;
 
 // Evaluates the network with classifier-free guidance folded into one batched call: rows
 // [cond, uncond] (v1: caption ids, latent: text embeddings and masks).
@@ -171,7 +169,7 @@ absl::StatusOr<torch::Tensor> SampleImpl(Denoiser& denoiser, const StagePlan& pl
   torch::NoGradGuard no_grad;
   for (size_t i = 0; i < stages.size(); ++i) {
     const Stage& stage = stages[i];
-    const auto stage_begin = Clock::now();
+    DeviceTimer stage_timer(request.device);
     const StageGeometry geometry(schedule, stage, /*starts_from_noise=*/i == 0);
     if (i > 0) {
       const Stage& from = stages[i - 1];
@@ -236,7 +234,7 @@ absl::StatusOr<torch::Tensor> SampleImpl(Denoiser& denoiser, const StagePlan& pl
       end.preview = i + 1 == stages.size() ? x : geometry.Preview(x, t, last_velocity);
       if (!schedule.latent()) end.preview = end.preview.clamp(-1, 1);
       end.latent = x;
-      end.seconds = std::chrono::duration<double>(Clock::now() - stage_begin).count();
+      end.seconds = stage_timer.Seconds();
       observer->OnStageEnd(end);
     }
   }

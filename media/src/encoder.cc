@@ -55,11 +55,19 @@ const FormatSpec& SpecFor(OutputFormat format) {
   return kSpecs[0];  // unreachable for valid enum values
 }
 
-absl::StatusOr<const AVCodec*> FindEncoder(const FormatSpec& spec) {
-  const AVCodec* codec = avcodec_find_encoder_by_name(spec.codec);
+// The FFmpeg encoder of `spec` under `options`: MP4 may use NVENC instead of x264.
+const char* CodecName(const FormatSpec& spec, const EncodeOptions& options) {
+  if (spec.format == OutputFormat::kMp4 && options.h264 == H264Encoder::kNvenc) {
+    return "h264_nvenc";
+  }
+  return spec.codec;
+}
+
+absl::StatusOr<const AVCodec*> FindEncoder(const FormatSpec& spec, const char* name) {
+  const AVCodec* codec = avcodec_find_encoder_by_name(name);
   if (codec == nullptr) {
-    return absl::FailedPreconditionError(absl::StrCat("this FFmpeg build has no ", spec.codec,
-                                                      " encoder (needed for ", spec.name, ")"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("this FFmpeg build has no ", name, " encoder (needed for ", spec.name, ")"));
   }
   return codec;
 }
@@ -95,9 +103,12 @@ absl::StatusOr<Video> Prepare(const Video& video, int scale, bool even_sides) {
 // 30000/1001, ...): frame i has pts i in 1/rate.
 AVRational FrameRate(double fps) { return av_d2q(fps, 100000); }
 
-absl::StatusOr<AvPtr<AVCodecContext>> OpenEncoder(const FormatSpec& spec, const Video& video,
-                                                  int crf, bool global_header) {
-  absl::StatusOr<const AVCodec*> found = FindEncoder(spec);
+absl::StatusOr<AvPtr<AVCodecContext>> OpenEncoder(const FormatSpec& spec,
+                                                  const EncodeOptions& encode_options,
+                                                  const Video& video, bool global_header) {
+  const char* codec_name = CodecName(spec, encode_options);
+  const int crf = encode_options.crf;
+  absl::StatusOr<const AVCodec*> found = FindEncoder(spec, codec_name);
   if (!found.ok()) return found.status();
   const AVCodec* codec = *found;
   AvPtr<AVCodecContext> ctx(avcodec_alloc_context3(codec));
@@ -122,7 +133,12 @@ absl::StatusOr<AvPtr<AVCodecContext>> OpenEncoder(const FormatSpec& spec, const 
 
   internal::Options options;
   const int quality = crf >= 0 ? crf : spec.default_crf;
-  if (spec.format == OutputFormat::kMp4) {
+  if (spec.format == OutputFormat::kMp4 && encode_options.h264 == H264Encoder::kNvenc) {
+    ctx->bit_rate = 0;  // constant quality alone, as x264's crf
+    options.Set("preset", "p2");  // NVENC's second-fastest; latency-bound like x264's
+    options.Set("rc", "vbr");
+    options.Set("cq", std::to_string(quality));
+  } else if (spec.format == OutputFormat::kMp4) {
     options.Set("preset", "veryfast");  // previews are latency-bound; crf holds the quality
     options.Set("crf", std::to_string(quality));
   } else if (spec.format == OutputFormat::kWebm) {
@@ -134,12 +150,12 @@ absl::StatusOr<AvPtr<AVCodecContext>> OpenEncoder(const FormatSpec& spec, const 
   }
   if (absl::Status s =
           FfmpegCheck(avcodec_open2(ctx.get(), codec, options.get()),
-                      absl::StrCat("opening the ", spec.codec, " encoder for ", video.width, "x",
+                      absl::StrCat("opening the ", codec_name, " encoder for ", video.width, "x",
                                    video.height, " at ", rate.num, "/", rate.den, " fps"));
       !s.ok()) {
     return s;
   }
-  if (absl::Status s = options.Unused(spec.codec); !s.ok()) return s;
+  if (absl::Status s = options.Unused(codec_name); !s.ok()) return s;
   return ctx;
 }
 
@@ -257,7 +273,7 @@ class ContainerEncoder : public Encoder {
     muxer->flags |= AVFMT_FLAG_CUSTOM_IO;
 
     auto encoder =
-        OpenEncoder(spec_, *video, options_.crf, (muxer->oformat->flags & AVFMT_GLOBALHEADER) != 0);
+        OpenEncoder(spec_, options_, *video, (muxer->oformat->flags & AVFMT_GLOBALHEADER) != 0);
     if (!encoder.ok()) return encoder.status();
     AVCodecContext* ctx = encoder->get();
     AVStream* stream = avformat_new_stream(muxer.get(), nullptr);
@@ -310,7 +326,7 @@ class PngFramesEncoder : public Encoder {
   absl::StatusOr<EncodedMedia> Encode(const Video& input) const override {
     auto video = Prepare(input, options_.scale, spec_.even_sides);
     if (!video.ok()) return video.status();
-    auto encoder = OpenEncoder(spec_, *video, options_.crf, /*global_header=*/false);
+    auto encoder = OpenEncoder(spec_, options_, *video, /*global_header=*/false);
     if (!encoder.ok()) return encoder.status();
 
     const int digits = std::max<int>(3, std::to_string(video->frames - 1).size());
@@ -373,13 +389,55 @@ absl::StatusOr<std::unique_ptr<Encoder>> MakeEncoder(const EncodeOptions& option
     return absl::InvalidArgumentError(absl::StrCat("crf: ", options.crf, " exceeds ", spec.codec,
                                                    "'s maximum of ", spec.max_crf));
   }
-  if (absl::StatusOr<const AVCodec*> codec = FindEncoder(spec); !codec.ok()) {
+  if (absl::StatusOr<const AVCodec*> codec = FindEncoder(spec, CodecName(spec, options));
+      !codec.ok()) {
     return codec.status();
   }
   if (options.format == OutputFormat::kPngFrames) {
     return std::make_unique<PngFramesEncoder>(options);
   }
   return std::make_unique<ContainerEncoder>(spec, options);
+}
+
+absl::string_view H264EncoderName(H264Encoder encoder) {
+  return encoder == H264Encoder::kNvenc ? "h264_nvenc" : "libx264";
+}
+
+absl::StatusOr<H264Choice> ChooseH264Encoder(absl::string_view name, absl::string_view field) {
+  const bool is_auto = name == "auto";
+  if (!is_auto && name != H264EncoderName(H264Encoder::kLibx264) &&
+      name != H264EncoderName(H264Encoder::kNvenc)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ": \"", name, "\" is not one of auto, libx264, h264_nvenc"));
+  }
+  // One small clip through the encoder: NVENC loads the driver and claims a session only when
+  // it opens. 256x256 is above every NVENC generation's minimum frame size.
+  auto works = [](H264Encoder encoder) {
+    EncodeOptions options;
+    options.format = OutputFormat::kMp4;
+    options.scale = 1;
+    options.h264 = encoder;
+    return Encode(Video::Blank(2, 256, 256, 8), options).status();
+  };
+  H264Choice choice;
+  if (is_auto || name == H264EncoderName(H264Encoder::kNvenc)) {
+    const absl::Status nvenc = works(H264Encoder::kNvenc);
+    if (nvenc.ok()) {
+      choice.encoder = H264Encoder::kNvenc;
+      return choice;
+    }
+    if (!is_auto) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(field, "=h264_nvenc: NVENC cannot encode here (", nvenc.message(),
+                       "); use ", field, "=auto or ", field, "=libx264"));
+    }
+    choice.fallback_reason = std::string(nvenc.message());
+  }
+  if (absl::Status x264 = works(H264Encoder::kLibx264); !x264.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(field, ": libx264 cannot encode here (", x264.message(), ")"));
+  }
+  return choice;
 }
 
 absl::StatusOr<EncodedMedia> Encode(const Video& video, const EncodeOptions& options) {

@@ -11,6 +11,7 @@
 #include "tpdiff/common/threads.h"
 #include "tpdiff/model/cpu_runtime.h"
 #include "tpdiff/core/device.h"
+#include "tpdiff/media/encoder.h"
 #include "tpdiff/worker/job_runner.h"
 #include "tpdiff/worker/metrics.h"
 #include "tpdiff/worker/metrics_server.h"
@@ -32,6 +33,20 @@ absl::Status RunWorkerProcess(const WorkerProcessOptions& o) {
   model::ConfigureCpuThreads(*threads);
   absl::StatusOr<torch::Device> device = core::ResolveDevice(o.device, "--device");
   if (!device.ok()) return device.status();
+  absl::StatusOr<media::H264Choice> h264 =
+      media::ChooseH264Encoder(o.video_encoder, "--video-encoder");
+  if (!h264.ok()) return h264.status();
+  if (!h264->fallback_reason.empty()) {
+    std::cerr << "tpdiff-worker: --video-encoder=auto: h264_nvenc is not usable here ("
+              << h264->fallback_reason << "); MP4 is encoded with libx264\n";
+  }
+  if (o.encode_queue_depth < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--encode-queue-depth: ", o.encode_queue_depth, " is below the minimum of 0"));
+  }
+  if (o.job_stall_timeout < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("--job-stall-timeout: must not be negative");
+  }
 
   auto registry = std::make_shared<prometheus::Registry>();
   WorkerMetrics metrics(*registry);
@@ -73,6 +88,10 @@ absl::Status RunWorkerProcess(const WorkerProcessOptions& o) {
   JobRunnerOptions runner_options;
   runner_options.worker_id = options.worker_id;
   runner_options.metrics = &metrics;
+  runner_options.h264_encoder = h264->encoder;
+  runner_options.encode_queue_depth = o.encode_queue_depth;
+  runner_options.job_stall_timeout = o.job_stall_timeout;
+  runner_options.clock = &clock;
   JobRunner runner(*std::move(models), o.slots, gateway, runner_options);
   // First SIGTERM/SIGINT drains (finish running jobs, then close); a second stops at once.
   // The detached signal thread may outlive `gateway` only while the process exits.
@@ -80,7 +99,8 @@ absl::Status RunWorkerProcess(const WorkerProcessOptions& o) {
 
   std::cerr << "tpdiff-worker " << options.worker_id << ": " << options.models.size()
             << " model(s) on " << options.device << ", " << options.slots << " slot(s), "
-            << *threads << " thread(s); front " << options.server_address << "\n";
+            << *threads << " thread(s), MP4 via " << media::H264EncoderName(h264->encoder)
+            << "; front " << options.server_address << "\n";
   const absl::Status status = gateway.Run(runner);
   runner.Shutdown();
   if (!status.ok() && !absl::IsCancelled(status)) return Context("serving", status);

@@ -9,6 +9,7 @@
 #include <tuple>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "tpdiff/media/decoder.h"
 #include "tpdiff/media/encoder.h"
@@ -91,13 +92,17 @@ int FlatAreaError(const Video& got, const Video& want, int scale) {
   return worst;
 }
 
+EncodedMedia MustEncodeWith(const Video& v, const EncodeOptions& options) {
+  auto media = Encode(v, options);
+  EXPECT_TRUE(media.ok()) << media.status();
+  return media.ok() ? *std::move(media) : EncodedMedia{};
+}
+
 EncodedMedia MustEncode(const Video& v, OutputFormat format, int scale = 0) {
   EncodeOptions options;
   options.format = format;
   options.scale = scale;
-  auto media = Encode(v, options);
-  EXPECT_TRUE(media.ok()) << media.status();
-  return media.ok() ? *std::move(media) : EncodedMedia{};
+  return MustEncodeWith(v, options);
 }
 
 Video MustDecode(const EncodedMedia& media) {
@@ -365,6 +370,56 @@ TEST(EncoderTest, OneEncoderServesSeveralThreads) {
   ASSERT_TRUE(rb.ok()) << rb.status();
   EXPECT_EQ(MustDecode(*ra).frames, 4);
   EXPECT_EQ(MustDecode(*rb).frames, 6);
+}
+
+// Runs on machines with and without NVENC: "auto" must pick NVENC exactly where an explicit
+// h264_nvenc works, and fall back to libx264 with the reason everywhere else.
+TEST(H264ChoiceTest, AutoTakesNvencWhereItOpensElseLibx264AndExplicitNvencFailsNamingTheFlag) {
+  absl::StatusOr<H264Choice> automatic = ChooseH264Encoder("auto", "--video-encoder");
+  ASSERT_TRUE(automatic.ok()) << automatic.status();
+  absl::StatusOr<H264Choice> nvenc = ChooseH264Encoder("h264_nvenc", "--video-encoder");
+  if (automatic->encoder == H264Encoder::kNvenc) {
+    EXPECT_TRUE(automatic->fallback_reason.empty());
+    ASSERT_TRUE(nvenc.ok()) << nvenc.status();
+    EXPECT_EQ(nvenc->encoder, H264Encoder::kNvenc);
+  } else {
+    EXPECT_FALSE(automatic->fallback_reason.empty());
+    ASSERT_EQ(nvenc.status().code(), absl::StatusCode::kFailedPrecondition) << nvenc.status();
+    EXPECT_TRUE(absl::StartsWith(nvenc.status().message(),
+                                 "--video-encoder=h264_nvenc: NVENC cannot encode here ("))
+        << nvenc.status();
+    EXPECT_NE(nvenc.status().message().find("use --video-encoder=auto or "
+                                            "--video-encoder=libx264"),
+              absl::string_view::npos);
+    // The fallback's MP4s are the x264 ones, byte for byte.
+    EncodeOptions options;
+    options.format = OutputFormat::kMp4;
+    options.h264 = automatic->encoder;
+    const Video clip = MovingSquare(6, 32, 32, 8.0);
+    const EncodedMedia fallback = MustEncodeWith(clip, options);
+    EXPECT_EQ(fallback.bytes, MustEncode(clip, OutputFormat::kMp4).bytes);
+  }
+  absl::StatusOr<H264Choice> x264 = ChooseH264Encoder("libx264", "--video-encoder");
+  ASSERT_TRUE(x264.ok()) << x264.status();
+  EXPECT_EQ(x264->encoder, H264Encoder::kLibx264);
+  EXPECT_TRUE(x264->fallback_reason.empty());
+  const absl::Status unknown = ChooseH264Encoder("x265", "--video-encoder").status();
+  EXPECT_EQ(unknown.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(unknown.message(),
+            "--video-encoder: \"x265\" is not one of auto, libx264, h264_nvenc");
+  EXPECT_EQ(H264EncoderName(H264Encoder::kNvenc), "h264_nvenc");
+}
+
+// Where NVENC works, its MP4 decodes to the clip it was given.
+TEST(H264ChoiceTest, NvencEncodesWhereItOpens) {
+  absl::StatusOr<H264Choice> choice = ChooseH264Encoder("auto", "--video-encoder");
+  ASSERT_TRUE(choice.ok()) << choice.status();
+  if (choice->encoder != H264Encoder::kNvenc) GTEST_SKIP() << "no NVENC: " << choice->fallback_reason;
+  EncodeOptions options;
+  options.format = OutputFormat::kMp4;
+  options.h264 = H264Encoder::kNvenc;
+  const EncodedMedia media = MustEncodeWith(MovingSquare(8, 32, 32, 8.0), options);
+  EXPECT_EQ(MustDecode(media).frames, 8);
 }
 
 }  // namespace

@@ -15,6 +15,12 @@ namespace tpdiff::media {
 
 enum class OutputFormat { kMp4, kWebm, kGif, kPngFrames };
 
+// The H.264 encoder behind MP4: x264 on the CPU, or NVIDIA's NVENC (FFmpeg's h264_nvenc),
+// which encodes on the GPU's video engine and leaves the CPU cores to the sampler.
+enum class H264Encoder { kLibx264, kNvenc };
+// "libx264", "h264_nvenc" (FFmpeg's encoder names).
+absl::string_view H264EncoderName(H264Encoder encoder);
+
 // "video/mp4", "video/webm", "image/gif", "application/zip".
 absl::string_view MimeType(OutputFormat format);
 // "mp4", "webm", "gif", "png" (also the file extension).
@@ -32,6 +38,8 @@ struct EncodeOptions {
   // better. -1 = our default (20 for x264, 32 for VP9). GIF and PNG are not lossy in this
   // sense and ignore it.
   int crf = -1;
+  // MP4 only. kNvenc's quality knob is NVENC's constant-quality level (cq, same scale).
+  H264Encoder h264 = H264Encoder::kLibx264;
 };
 
 struct EncodedMedia {
@@ -60,6 +68,21 @@ class Encoder {
 // INVALID_ARGUMENT for options out of range; FAILED_PRECONDITION if this FFmpeg build lacks
 // the encoder (libx264, libvpx-vp9, gif, png) the format needs.
 absl::StatusOr<std::unique_ptr<Encoder>> MakeEncoder(const EncodeOptions& options);
+
+// The MP4 encoder a worker chose for --video-encoder ("auto", "libx264" or "h264_nvenc").
+struct H264Choice {
+  H264Encoder encoder = H264Encoder::kLibx264;
+  // Non-empty when "auto" fell back to libx264: why NVENC could not be used (log it once).
+  std::string fallback_reason;
+};
+
+// Resolves a --video-encoder value once, at start-up. NVENC is usable only where FFmpeg has
+// it and it opens (the NVIDIA driver and a GPU with a video engine), so each candidate is
+// opened on a small clip: "auto" takes h264_nvenc when that works, else libx264 with
+// fallback_reason set; "h264_nvenc" fails with FAILED_PRECONDITION naming `field` and
+// FFmpeg's reason; an unknown name is INVALID_ARGUMENT naming `field` and the choices.
+absl::StatusOr<H264Choice> ChooseH264Encoder(absl::string_view name,
+                                             absl::string_view field = "video_encoder");
 
 // MakeEncoder(options) then Encode(video), for one-off calls.
 absl::StatusOr<EncodedMedia> Encode(const Video& video, const EncodeOptions& options);

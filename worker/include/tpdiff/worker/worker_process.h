@@ -20,6 +20,11 @@ struct WorkerProcessOptions {
   std::string worker_id;                            // empty = DefaultWorkerId()
   std::string metrics_listen;                       // host:port of /metrics; empty = off
   absl::Duration heartbeat = absl::ZeroDuration();  // 0 = the front's, from Welcome
+  // MP4 encoder: auto (h264_nvenc where it opens, else libx264), libx264 or h264_nvenc.
+  std::string video_encoder = "auto";
+  int encode_queue_depth = 2;  // encodes waiting per slot; 0 = on the sampling thread
+  // No sampler step for this long fails the job and replaces its slot; 0 = off.
+  absl::Duration job_stall_timeout = absl::Seconds(300);
   GatewaySecurityFlags security;
   std::string version;  // reported in Hello
 };
