@@ -8,6 +8,7 @@
 # Without a model package in MODELS_DIR, MAKE_PACKAGE writes an untrained tiny one.
 #   live_scrape_test.sh SERVER WORKER CLI VALIDATOR_DIR REPO_ROOT [MODELS_DIR [MAKE_PACKAGE]]
 set -euo pipefail
+. "$(dirname "$0")/require_kustomize_v5.sh"   # before starting any process
 server=$1 worker=$2 cli=$3 validator=$4 root=$5 models=${6:-$5/models} make_package=${7:-}
 limit=240 # seconds any one process of this test may live
 

@@ -8,6 +8,7 @@ validator=$1 root=$2
 here=$(cd "$(dirname "$0")" && pwd)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+. "$here/require_kustomize_v5.sh"
 kubectl kustomize "$root/deploy/k8s/overlays/gpu" >"$tmp/rendered.yaml" 2>/dev/null
 node "$validator/validate.mjs" extract-rules "$tmp/rendered.yaml" >"$tmp/tpdiff-rules.yaml"
 cp "$here/rules_test.yaml" "$tmp/"
