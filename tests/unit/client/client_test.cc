@@ -34,8 +34,14 @@ TEST(RequestTest, BuildsTheRequestFromFlags) {
   f.sampler = "vanilla";
   f.priority = "interactive";
   f.max_queue_wait = absl::Milliseconds(1500);
+  f.frames = 17;
+  f.height = 48;
+  f.width = 80;
   auto r = BuildRequest(f);
   ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->num_frames(), 17u);
+  EXPECT_EQ(r->height(), 48u);
+  EXPECT_EQ(r->width(), 80u);
   EXPECT_THAT(r->stage_steps(), ElementsAre(4, 3, 2));
   EXPECT_EQ(r->output().format(), api::VIDEO_FORMAT_WEBM);
   EXPECT_TRUE(r->preview().enabled());
