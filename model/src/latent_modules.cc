@@ -23,12 +23,16 @@ namespace fs = std::filesystem;
 std::string Shape(const torch::Tensor& t) { return c10::str(t.sizes()); }
 std::string Shape(const std::vector<int64_t>& sizes) { return c10::str(c10::IntArrayRef(sizes)); }
 
-absl::StatusOr<at::ScalarType> ParseDtype(absl::string_view module, absl::string_view name) {
-  if (name == "float32") return at::kFloat;
-  if (name == "float16") return at::kHalf;
-  if (name == "bfloat16") return at::kBFloat16;
-  return absl::InvalidArgumentError(absl::StrCat(
-      module, ".dtype: \"", name, "\" is not one of float32, float16, bfloat16"));
+at::ScalarType ScalarType(spec::ModuleDtype dtype) {
+  switch (dtype) {
+    case spec::ModuleDtype::kFloat16:
+      return at::kHalf;
+    case spec::ModuleDtype::kBFloat16:
+      return at::kBFloat16;
+    case spec::ModuleDtype::kFloat32:
+      break;
+  }
+  return at::kFloat;
 }
 
 // "Error:" or "Exception:" right after an identifier at the start of a line: the line where a
@@ -123,7 +127,7 @@ absl::StatusOr<std::shared_ptr<const LatentModules>> LatentModules::Load(
   struct Source {
     const char* name;
     const std::string& file;
-    const std::string& dtype;
+    spec::ModuleDtype dtype;
     size_t inputs;
     const char* signature;
     std::shared_ptr<Module>* slot;
@@ -138,10 +142,8 @@ absl::StatusOr<std::shared_ptr<const LatentModules>> LatentModules::Load(
   for (const Source& s : sources) {
     auto module = std::make_shared<Module>();
     module->name = s.name;
-    absl::StatusOr<at::ScalarType> dtype = ParseDtype(s.name, s.dtype);
-    if (!dtype.ok()) return dtype.status();
     // The CPU always runs float32: half-precision CPU kernels are slow or missing.
-    module->dtype = device.is_cuda() ? *dtype : at::kFloat;
+    module->dtype = device.is_cuda() ? ScalarType(s.dtype) : at::kFloat;
     std::error_code ec;
     if (!fs::is_regular_file(s.file, ec)) {
       return absl::NotFoundError(absl::StrCat(s.name, ".file: ", s.file, ": no such file"));

@@ -13,7 +13,7 @@
 #include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_replace.h"
+#include "tiny_latent_package.h"
 
 namespace tpdiff::model {
 namespace {
@@ -23,28 +23,11 @@ using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-// Modules in the contract's shapes, defined in TorchScript source and saved like exported
-// ones: latent channels 4, context dim 6, temporal factor 2 with a causal first frame,
-// spatial factor 2. The decoder repeats frames and pixels of the first three channels.
-constexpr char kEncoder[] = R"(
-def forward(self, tokens, mask):
-    x = (tokens.float() * mask.float()).unsqueeze(-1)
-    return x.expand(-1, -1, 6) * self.w
-)";
-constexpr char kDenoiser[] = R"(
-def forward(self, latents, timestep, stage, context, mask):
-    c = timestep * 0.001 + stage.float() + context.mean([1, 2]) + mask.float().sum(1)
-    return latents * self.w + c.view(-1, 1, 1, 1, 1)
-)";
-constexpr char kDecoder[] = R"(
-def forward(self, latents):
-    first = latents[:, :3, :1]
-    rest = latents[:, :3, 1:].repeat_interleave(2, dim=2)
-    x = torch.cat([first, rest], 2)
-    x = x.repeat_interleave(2, dim=3).repeat_interleave(2, dim=4)
-    return torch.tanh(x * self.w)
-)";
+using testing::kTinyDecoder;
+using testing::kTinyDenoiser;
+using testing::kTinyEncoder;
 
+// The tiny package's modules (tiny_latent_package.h) and variants of them.
 class LatentModulesTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -52,9 +35,9 @@ class LatentModulesTest : public ::testing::Test {
            ("tpdiff-latent-modules-" + std::to_string(::getpid()) + "-" +
             ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::create_directories(dir_);
-    config_.text_encoder_file = Save("text_encoder.pt", kEncoder);
-    config_.denoiser_file = Save("denoiser.pt", kDenoiser);
-    config_.vae_file = Save("vae.pt", kDecoder);
+    config_.text_encoder_file = Save("text_encoder.pt", kTinyEncoder);
+    config_.denoiser_file = Save("denoiser.pt", kTinyDenoiser);
+    config_.vae_file = Save("vae.pt", kTinyDecoder);
     config_.max_tokens = 5;
     config_.context_dim = 6;
     config_.latent_channels = 4;
@@ -68,11 +51,8 @@ class LatentModulesTest : public ::testing::Test {
   void TearDown() override { fs::remove_all(dir_); }
 
   std::string Save(const std::string& file, const std::string& source) {
-    torch::jit::Module module("M");
-    module.register_parameter("w", torch::full({1}, 0.5f), /*is_buffer=*/false);
-    module.define(source);
     const std::string path = (dir_ / file).string();
-    module.save(path);
+    testing::SaveTinyModule(path, source);
     return path;
   }
 
@@ -182,10 +162,6 @@ def forward(self, latents, timestep, stage):
               HasSubstr("denoiser: forward(latents, timestep, stage) has 3 inputs; expected "
                         "forward(latents, timestep, stage, context, mask)"));
 
-  config_.denoiser_file = Save("denoiser.pt", kDenoiser);
-  config_.vae_dtype = "float64";
-  EXPECT_THAT(LatentModules::Load(config_, torch::kCPU).status().message(),
-              HasSubstr("vae.dtype: \"float64\" is not one of float32, float16, bfloat16"));
 }
 
 TEST(ScriptErrorForClientTest, KeepsTheCauseAndDropsTracebacksAndPaths) {

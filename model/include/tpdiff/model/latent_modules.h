@@ -18,6 +18,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "tpdiff/spec/manifest.h"
 
 namespace tpdiff::model {
 
@@ -27,10 +28,10 @@ struct LatentModuleConfig {
   std::string text_encoder_file;  // absolute or relative to the working directory
   std::string denoiser_file;
   std::string vae_file;
-  // Names from the manifest: "float32" | "float16" | "bfloat16" (applied on CUDA only).
-  std::string text_encoder_dtype = "float32";
-  std::string denoiser_dtype = "float32";
-  std::string vae_dtype = "float32";
+  // The weights' precision on CUDA (the CPU always runs float32).
+  spec::ModuleDtype text_encoder_dtype = spec::ModuleDtype::kFloat32;
+  spec::ModuleDtype denoiser_dtype = spec::ModuleDtype::kFloat32;
+  spec::ModuleDtype vae_dtype = spec::ModuleDtype::kFloat32;
   int max_tokens = 0;
   int context_dim = 0;
   int latent_channels = 0;
