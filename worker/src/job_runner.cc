@@ -17,6 +17,7 @@
 #include "tpdiff/core/stage_plan.h"
 #include "tpdiff/core/torch_status.h"
 #include "tpdiff/media/encoder.h"
+#include "tpdiff/model/latent_job.h"
 #include "tpdiff/spec/limits.h"
 #include "tpdiff/spec/request.h"
 #include "tpdiff/worker/frames.h"
@@ -77,6 +78,8 @@ absl::StatusOr<ResolvedRequest> Resolve(ModelSet& models, const api::GenerateReq
   if (!filled.ok()) return filled.status();
   out.request = *std::move(filled);
   out.stage_steps.assign(out.request.stage_steps().begin(), out.request.stage_steps().end());
+  // A latent job tokenizes with the mask as its text encoder takes it (model::SampleLatentJob).
+  if (out.model->latent_modules() != nullptr) return out;
 
   absl::StatusOr<std::vector<int64_t>> ids = tokenizer.Encode(out.request.prompt());
   if (!ids.ok()) return ids.status();
@@ -313,6 +316,12 @@ class JobObserver : public core::SamplerObserver {
       : report_(std::move(report)), metrics_(metrics), request_(request), fps_(fps),
         token_(token) {}
 
+  // Latent packages: previews are the VAE decode of the stage's clean latent estimate, and
+  // progress counts decoded (pixel) frames.
+  void DecodeWith(std::shared_ptr<const model::LatentModules> modules) {
+    latent_ = std::move(modules);
+  }
+
   void OnStep(const core::StepEvent& e) override {
     const auto now = SteadyClock::now();
     if (metrics_ != nullptr) {
@@ -325,7 +334,7 @@ class JobObserver : public core::SamplerObserver {
     p->set_stage_count(e.num_stages);
     p->set_step(e.step);
     p->set_steps_in_stage(e.steps_in_stage);
-    p->set_frames(e.frames);
+    p->set_frames(PixelFrames(e.frames));
     report_(std::move(event));
   }
 
@@ -343,12 +352,29 @@ class JobObserver : public core::SamplerObserver {
 
   std::vector<double> stage_seconds;
   double encode_seconds = 0;
+  double decode_seconds = 0;  // VAE decoding of the previews
   absl::Status error;
 
  private:
+  int PixelFrames(int frames) const {
+    return latent_ == nullptr ? frames : model::DecodedFrames(latent_->config(), frames);
+  }
+
   absl::Status SendPreview(const core::StageEndEvent& e) {
     const double fps = fps_ / e.frame_stride;
-    absl::StatusOr<media::Video> video = TensorToVideo(e.preview, fps);
+    torch::Tensor preview = e.preview;
+    if (latent_ != nullptr) {
+      const auto begin = SteadyClock::now();
+      absl::StatusOr<torch::Tensor> decoded = latent_->Decode(e.preview);
+      if (!decoded.ok()) {
+        return absl::Status(decoded.status().code(),
+                            absl::StrCat("preview of stage ", e.stage_ordinal, ": ",
+                                         decoded.status().message()));
+      }
+      decode_seconds += SecondsSince(begin);
+      preview = *std::move(decoded);
+    }
+    absl::StatusOr<media::Video> video = TensorToVideo(preview, fps);
     if (!video.ok()) return video.status();
     media::EncodeOptions options;
     options.format = ToMediaFormat(request_.preview().format(), media::OutputFormat::kGif);
@@ -365,7 +391,7 @@ class JobObserver : public core::SamplerObserver {
     api::JobEvent event;
     auto* p = event.mutable_stage_preview();
     p->set_stage(e.stage_ordinal);
-    p->set_frames(e.frames);
+    p->set_frames(PixelFrames(e.frames));
     p->set_fps(static_cast<float>(fps));
     p->set_width(encoded->width);
     p->set_height(encoded->height);
@@ -380,8 +406,33 @@ class JobObserver : public core::SamplerObserver {
   const api::GenerateRequest& request_;
   double fps_;
   core::CancellationToken& token_;
+  std::shared_ptr<const model::LatentModules> latent_;
   SteadyClock::time_point last_ = SteadyClock::now();
 };
+
+// Samples a latent job: text encoded once, latents sampled, previews and the video decoded
+// by the package's VAE. Returns the final frames [1, 3, T, H, W].
+absl::StatusOr<torch::Tensor> SampleLatent(const ResolvedRequest& r, core::Denoiser& denoiser,
+                                           JobObserver& observer,
+                                           const core::CancellationToken& token) {
+  std::shared_ptr<const model::LatentModules> modules = r.model->latent_modules();
+  const api::GenerateRequest& req = r.request;
+  model::LatentJobRequest job;
+  job.prompt = req.prompt();
+  job.negative_prompt = req.negative_prompt();
+  job.guidance_scale = req.guidance_scale();
+  job.seed = req.seed();
+  job.stage_steps = r.stage_steps;
+  job.vanilla = req.sampler() == api::SAMPLER_VANILLA;
+  job.num_frames = static_cast<int>(req.num_frames());
+  job.height = static_cast<int>(req.height());
+  job.width = static_cast<int>(req.width());
+  observer.DecodeWith(modules);
+  absl::StatusOr<model::LatentJobResult> result = model::SampleLatentJob(
+      r.model->manifest(), r.model->tokenizer(), *modules, denoiser, job, &observer, &token);
+  if (!result.ok()) return result.status();
+  return modules->Decode(result->latents);
+}
 
 }  // namespace
 
@@ -422,25 +473,29 @@ void JobRunner::RunJob(Slot& slot, Job& job) {
 
   absl::StatusOr<ResolvedRequest> resolved = Resolve(models_, request);
   if (!resolved.ok()) return fail(resolved.status());
-  absl::StatusOr<core::StagePlan> plan = MakePlan(*resolved);
-  if (!plan.ok()) return fail(plan.status());
-
-  const spec::ModelManifest& manifest = resolved->model->manifest();
-  core::SampleRequest sample;
-  sample.batch = 1;
-  sample.channels = manifest.channels;
-  sample.height = manifest.height;
-  sample.width = manifest.width;
-  sample.tokens = resolved->tokens;
-  sample.negative_tokens = resolved->negative_tokens;
-  sample.guidance_scale = resolved->request.guidance_scale();
-  sample.seed = resolved->request.seed();
-  sample.device = resolved->model->device();
 
   JobObserver observer([&](api::JobEvent e) { Report(job, std::move(e)); }, options_.metrics,
                        request, resolved->request.fps(), job.token);
-  absl::StatusOr<torch::Tensor> video = core::PyramidSampler::Sample(
-      *slot.denoisers.at(resolved->model), *plan, sample, &observer, &job.token);
+  absl::StatusOr<torch::Tensor> video;
+  if (resolved->model->latent_modules() != nullptr) {
+    video = SampleLatent(*resolved, *slot.denoisers.at(resolved->model), observer, job.token);
+  } else {
+    absl::StatusOr<core::StagePlan> plan = MakePlan(*resolved);
+    if (!plan.ok()) return fail(plan.status());
+    const spec::ModelManifest& manifest = resolved->model->manifest();
+    core::SampleRequest sample;
+    sample.batch = 1;
+    sample.channels = manifest.channels;
+    sample.height = manifest.height;
+    sample.width = manifest.width;
+    sample.tokens = resolved->tokens;
+    sample.negative_tokens = resolved->negative_tokens;
+    sample.guidance_scale = resolved->request.guidance_scale();
+    sample.seed = resolved->request.seed();
+    sample.device = resolved->model->device();
+    video = core::PyramidSampler::Sample(*slot.denoisers.at(resolved->model), *plan, sample,
+                                         &observer, &job.token);
+  }
   if (!observer.error.ok()) return fail(observer.error);
   if (should_stop()) return cancelled();
   if (!video.ok()) return fail(video.status());
