@@ -270,9 +270,18 @@ absl::StatusOr<GenerateResult> RunGenerate(api::VideoGeneration::StubInterface& 
   const api::GenerateRequest& request = options.request;
   OpenFn open = [&](grpc::ClientContext* context) { return stub.Generate(context, request); };
   FollowState state;
+  std::vector<uint32_t> stage_frames;  // by stage ordinal, as the worker reports them
   absl::Status status = Follow(stub, open, state, options.follow, io, [&](const api::JobEvent& e) {
     tracker.Observe(e, io.now());
     switch (e.kind_case()) {
+      case api::JobEvent::kProgress: {
+        const auto& p = e.progress();
+        if (p.stage() >= 1 && p.stage() <= p.stage_count()) {
+          stage_frames.resize(std::max<size_t>(stage_frames.size(), p.stage_count()));
+          stage_frames[p.stage() - 1] = p.frames();
+        }
+        break;
+      }
       case api::JobEvent::kStagePreview: {
         if (options.previews_dir.empty()) break;
         const auto& p = e.stage_preview();
@@ -337,7 +346,7 @@ absl::StatusOr<GenerateResult> RunGenerate(api::VideoGeneration::StubInterface& 
   io.out << "job " << result.job_id << " completed: wrote " << options.out_path << " ("
          << video.size() << " bytes, " << result.mime << ")\n";
   for (const std::string& p : result.previews) io.out << "preview " << p << "\n";
-  io.out << FormatTimings(done.timings(), request.num_frames());
+  io.out << FormatTimings(done.timings(), stage_frames);
   return result;
 }
 

@@ -1,10 +1,5 @@
 // Server + real worker + client, over real gRPC on 127.0.0.1 with port 0.
 
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -19,6 +14,7 @@
 
 #include "test_certs.h"
 #include "tiny_package.h"
+#include "serving_helpers.h"
 #include "tpdiff/client/commands.h"
 #include "tpdiff/common/channel_security.h"
 #include "tpdiff/common/clock.h"
@@ -30,8 +26,6 @@
 #include "tpdiff/worker/gateway_client.h"
 #include "tpdiff/worker/job_runner.h"
 #include "tpdiff/worker/models.h"
-
-extern char** environ;
 
 namespace tpdiff::worker {
 namespace {
@@ -73,33 +67,7 @@ class InProcessWorker {
   std::thread thread_;
 };
 
-// A tpdiff-worker child process.
-class WorkerProcess {
- public:
-  // `security`: the worker's transport flags; plaintext to the test's front by default.
-  WorkerProcess(const std::string& target, const std::string& models_dir, const std::string& id,
-                const std::vector<std::string>& security = {"--insecure"}) {
-    std::vector<std::string> args = {TPDIFF_WORKER_BINARY, "--server=" + target,
-                                     "--models-dir=" + models_dir, "--worker-id=" + id,
-                                     "--threads=1", "--device=cpu"};
-    args.insert(args.end(), security.begin(), security.end());
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    EXPECT_EQ(posix_spawn(&pid_, argv[0], nullptr, nullptr, argv.data(), environ), 0);
-  }
-  ~WorkerProcess() { Kill(); }
-  void Kill() {
-    if (pid_ <= 0) return;
-    kill(pid_, SIGKILL);
-    int status = 0;
-    waitpid(pid_, &status, 0);
-    pid_ = 0;
-  }
-
- private:
-  pid_t pid_ = 0;
-};
+using testing::WorkerProcess;
 
 class WorkerIntegrationTest : public ::testing::Test {
  protected:
@@ -147,15 +115,7 @@ class WorkerIntegrationTest : public ::testing::Test {
   static constexpr char kWorkerSecret[] = "worker-secret-0123456789abcdef";
   static constexpr char kAcmeKey[] = "acme-key-1";
 
-  // Waits (bounded) until the front has `n` serving workers.
-  bool WaitForWorkers(size_t n) {
-    const absl::Time until = absl::Now() + absl::Seconds(60);
-    while (server_->dispatcher().ServingWorkers() < n) {
-      if (absl::Now() > until) return false;
-      absl::SleepFor(absl::Milliseconds(10));  // polls real processes starting up
-    }
-    return true;
-  }
+  bool WaitForWorkers(size_t n) { return testing::WaitForWorkers(*server_, n); }
 
   static api::GenerateRequest Request(uint32_t steps_per_stage) {
     api::GenerateRequest r;
@@ -167,15 +127,8 @@ class WorkerIntegrationTest : public ::testing::Test {
     return r;
   }
 
-  // Reads a Generate stream to its end.
   std::vector<api::JobEvent> GenerateAll(const api::GenerateRequest& request) {
-    grpc::ClientContext context;
-    auto reader = stub_->Generate(&context, request);
-    std::vector<api::JobEvent> events;
-    api::JobEvent e;
-    while (reader->Read(&e)) events.push_back(e);
-    EXPECT_TRUE(reader->Finish().ok());
-    return events;
+    return testing::GenerateAll(*stub_, request);
   }
 
   // Follows a job with WatchJob until `pred` holds for an event; returns the events so far.

@@ -152,7 +152,7 @@ TEST(ProgressTrackerTest, FormatsTimings) {
   timings.add_stage_seconds(0.5);
   timings.add_stage_seconds(1.25);
   timings.set_total_seconds(2);
-  const std::string s = FormatTimings(timings, 16);
+  const std::string s = FormatTimings(timings, {8, 16});
   EXPECT_THAT(s, HasSubstr("stage 1/2: 0.500 s (8 frames)"));
   EXPECT_THAT(s, HasSubstr("stage 2/2: 1.250 s (16 frames)"));
   EXPECT_THAT(s, HasSubstr("total: 2.000 s"));
