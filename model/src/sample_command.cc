@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -67,6 +68,16 @@ absl::Status RunSampleCommand(const SampleCommandOptions& o, std::ostream& out) 
   job.num_frames = o.frames > 0 ? o.frames : manifest.frames;
   job.height = o.height > 0 ? o.height : manifest.height;
   job.width = o.width > 0 ? o.width : manifest.width;
+  // The manifest's sizes are maxima: the load-time checks ran the modules at them.
+  for (const auto& [flag, value, maximum] :
+       {std::tuple{"--frames", job.num_frames, manifest.frames},
+        std::tuple{"--height", job.height, manifest.height},
+        std::tuple{"--width", job.width, manifest.width}}) {
+    if (value > maximum) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(flag, ": ", value, " exceeds the model's maximum of ", maximum));
+    }
+  }
 
   std::unique_ptr<core::Denoiser> denoiser = (*model)->NewDenoiser();
   absl::StatusOr<LatentJobResult> result =

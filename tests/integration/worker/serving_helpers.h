@@ -4,6 +4,7 @@
 // What the serving tests share: a tpdiff-worker child process (the binary at
 // TPDIFF_WORKER_BINARY) dialling a test's front, and reading a Generate stream to its end.
 
+#include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -28,9 +29,10 @@ namespace tpdiff::worker::testing {
 class WorkerProcess {
  public:
   // `flags`: the worker's transport flags (plaintext to the test's front by default) and any
-  // other flag, e.g. --models.
+  // other flag, e.g. --models. `stderr_path`: a file for the worker's log; empty = the test's.
   WorkerProcess(const std::string& target, const std::string& models_dir, const std::string& id,
-                const std::vector<std::string>& flags = {"--insecure"}) {
+                const std::vector<std::string>& flags = {"--insecure"},
+                const std::string& stderr_path = "") {
     std::vector<std::string> args = {TPDIFF_WORKER_BINARY, "--server=" + target,
                                      "--models-dir=" + models_dir, "--worker-id=" + id,
                                      "--threads=1", "--device=cpu"};
@@ -38,7 +40,29 @@ class WorkerProcess {
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
-    EXPECT_EQ(posix_spawn(&pid_, argv[0], nullptr, nullptr, argv.data(), environ), 0);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    if (!stderr_path.empty()) {
+      posix_spawn_file_actions_addopen(&actions, 2, stderr_path.c_str(),
+                                       O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    }
+    EXPECT_EQ(posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ), 0);
+    posix_spawn_file_actions_destroy(&actions);
+  }
+
+  // Waits (bounded, polling) for the process to exit; its exit code, or -1 when it is still
+  // running after `timeout` or was killed by a signal.
+  int WaitForExit(absl::Duration timeout) {
+    const absl::Time until = absl::Now() + timeout;
+    while (pid_ > 0 && absl::Now() < until) {
+      int status = 0;
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = 0;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+      }
+      absl::SleepFor(absl::Milliseconds(20));  // polls a real process
+    }
+    return -1;
   }
   ~WorkerProcess() { Kill(); }
   WorkerProcess(const WorkerProcess&) = delete;

@@ -13,6 +13,7 @@
 #include <gtest/gtest.h>
 
 #include "test_certs.h"
+#include "tiny_latent_package.h"
 #include "tiny_package.h"
 #include "serving_helpers.h"
 #include "tpdiff/client/commands.h"
@@ -297,6 +298,28 @@ TEST_F(WorkerIntegrationTest, KilledWorkerProcessJobCompletesOnAnotherWorker) {
   }
   EXPECT_TRUE(requeued);
   EXPECT_THAT(workers, ::testing::ElementsAre("proc-doomed", "w-survivor"));
+}
+
+// A latent package whose decoder disagrees with its manifest fails the worker's load-time
+// checks: the tpdiff-worker binary exits with the module, input and expected shape named,
+// without the module's TorchScript traceback, and never reports to the front.
+TEST_F(WorkerIntegrationTest, WorkerWithAFailingLatentPackageExitsWithoutServing) {
+  auto dir = model::testing::WriteTinyLatentPackage("tiny-latent");
+  ASSERT_TRUE(dir.ok()) << dir.status();
+  model::testing::SaveTinyModule(*dir + "/tiny-latent/vae_decoder.pt", R"(
+def forward(self, latents):
+    return latents[:, :3] * self.w
+)");
+  const std::string log = *dir + "/worker.log";
+  WorkerProcess process(target_, *dir, "proc-latent", {"--insecure"}, log);
+  EXPECT_EQ(process.WaitForExit(absl::Seconds(60)), 1);
+  EXPECT_EQ(server_->dispatcher().ServingWorkers(), 0u);
+  std::ifstream in(log);
+  const std::string text((std::istreambuf_iterator<char>(in)), {});
+  EXPECT_THAT(text, ::testing::HasSubstr("model tiny-latent: "));
+  EXPECT_THAT(text, ::testing::HasSubstr("vae: output [1, 3, 2, 4, 4] Float for latents "
+                                         "[1, 4, 2, 4, 4]; expected [1, 3, 3, 8, 8]"));
+  std::filesystem::remove_all(*dir);
 }
 
 TEST_F(WorkerIntegrationTest, WorkerBinaryServesAJob) {
