@@ -352,7 +352,6 @@ class JobObserver : public core::SamplerObserver {
 
   std::vector<double> stage_seconds;
   double encode_seconds = 0;
-  double decode_seconds = 0;  // VAE decoding of the previews
   absl::Status error;
 
  private:
@@ -364,14 +363,12 @@ class JobObserver : public core::SamplerObserver {
     const double fps = fps_ / e.frame_stride;
     torch::Tensor preview = e.preview;
     if (latent_ != nullptr) {
-      const auto begin = SteadyClock::now();
       absl::StatusOr<torch::Tensor> decoded = latent_->Decode(e.preview);
       if (!decoded.ok()) {
         return absl::Status(decoded.status().code(),
                             absl::StrCat("preview of stage ", e.stage_ordinal, ": ",
                                          decoded.status().message()));
       }
-      decode_seconds += SecondsSince(begin);
       preview = *std::move(decoded);
     }
     absl::StatusOr<media::Video> video = TensorToVideo(preview, fps);
