@@ -36,6 +36,10 @@ TEST(ModelInfoTest, ReportsManifestDescriptionAndVocabulary) {
   EXPECT_THAT(info.default_stage_steps(), ElementsAre(6, 3));
   EXPECT_FLOAT_EQ(info.default_guidance_scale(), 2.5f);
   EXPECT_THAT(info.vocabulary(), ElementsAre("red", "circle"));
+  EXPECT_EQ(info.tokenizer_kind(), "words");
+  EXPECT_EQ(info.max_tokens(), 32u);
+  EXPECT_TRUE(info.tokenizer_model().empty());
+  EXPECT_FALSE(info.has_latent());
 
   // What the front rebuilds from a worker's announcement validates requests the same way.
   absl::StatusOr<ModelSpec> back = ModelSpecFromInfo(info);

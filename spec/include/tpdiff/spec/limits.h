@@ -5,7 +5,7 @@
 // against them and so does the worker (the same ValidateAndFill, request.h); a manifest's
 // defaults must lie inside them, or every request left at the defaults would fail.
 // The stage count and the prompt length are the stage plan's and the tokenizer's:
-// StagePlan::kMaxStages and Tokenizer::kMaxTokens.
+// StagePlan::kMaxStages and Tokenizer::max_tokens() (at most Tokenizer::kMaxModelTokens).
 
 #include <cstdint>
 #include <string>

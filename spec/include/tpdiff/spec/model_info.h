@@ -11,11 +11,13 @@
 namespace tpdiff::spec {
 
 // What ListModels reports and a worker announces: the manifest's limits and defaults, its
-// description and the vocabulary.
+// description, the tokenizer (kind, max_tokens; the vocabulary of a word tokenizer or the
+// serialized SentencePiece model) and, for latent models, the latent geometry (LatentInfo).
 tpdiff::v1::ModelInfo ToModelInfo(const ModelManifest& manifest, const Tokenizer& tokenizer);
 
 // The inverse for a model the front knows only from a worker's Hello: the manifest fields
-// that requests are validated against (no boundaries, files or network) and the vocabulary.
+// that requests are validated against (no boundaries, files, network or schedule details)
+// and the tokenizer.
 // INVALID_ARGUMENT "model_info.<field>: ..." for an announcement no manifest could produce.
 absl::StatusOr<ModelSpec> ModelSpecFromInfo(const tpdiff::v1::ModelInfo& info);
 
