@@ -18,6 +18,8 @@ ABSL_FLAG(std::string, prompt, "", "Caption (words from the model's vocabulary)"
 ABSL_FLAG(std::string, negative_prompt, "", "Caption to steer away from");
 ABSL_FLAG(std::string, model, "", "Model name; empty = the server's default");
 ABSL_FLAG(uint32_t, frames, 0, "Frames; 0 = model default");
+ABSL_FLAG(uint32_t, height, 0, "Height in pixels; 0 = model default");
+ABSL_FLAG(uint32_t, width, 0, "Width in pixels; 0 = model default");
 ABSL_FLAG(std::string, steps, "", "Steps per stage, noisiest first, e.g. 10,10,10");
 ABSL_FLAG(uint64_t, seed, 0, "Seed; 0 = random");
 ABSL_FLAG(double, guidance, 0, "Guidance scale; 0 = model default");
@@ -54,6 +56,8 @@ int main(int argc, char** argv) {
   o.request.negative_prompt = absl::GetFlag(FLAGS_negative_prompt);
   o.request.model = absl::GetFlag(FLAGS_model);
   o.request.frames = absl::GetFlag(FLAGS_frames);
+  o.request.height = absl::GetFlag(FLAGS_height);
+  o.request.width = absl::GetFlag(FLAGS_width);
   o.request.steps = absl::GetFlag(FLAGS_steps);
   o.request.seed = absl::GetFlag(FLAGS_seed);
   o.request.guidance = absl::GetFlag(FLAGS_guidance);

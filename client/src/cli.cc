@@ -12,9 +12,9 @@ namespace tpdiff::client {
 
 const char kCliUsage[] =
     "tpdiff <command> [flags]\n"
-    "  generate --prompt \"...\" --out FILE [--model --frames --steps 10,10,10 --seed\n"
-    "           --guidance --format mp4|webm|gif|png --sampler tpdiff|vanilla --priority\n"
-    "           --fps --previews-dir DIR]\n"
+    "  generate --prompt \"...\" --out FILE [--model --frames --height --width\n"
+    "           --steps 10,10,10 --seed --guidance --format mp4|webm|gif|png\n"
+    "           --sampler tpdiff|vanilla --priority --fps --previews-dir DIR]\n"
     "  submit   --prompt \"...\" [same request flags]      prints the job id\n"
     "  watch JOB [--after-seq N]                           one line per event\n"
     "  get JOB | cancel JOB                                the job as JSON\n"

@@ -270,9 +270,18 @@ absl::StatusOr<GenerateResult> RunGenerate(api::VideoGeneration::StubInterface& 
   const api::GenerateRequest& request = options.request;
   OpenFn open = [&](grpc::ClientContext* context) { return stub.Generate(context, request); };
   FollowState state;
+  std::vector<uint32_t> stage_frames;  // by stage ordinal, as the worker reports them
   absl::Status status = Follow(stub, open, state, options.follow, io, [&](const api::JobEvent& e) {
     tracker.Observe(e, io.now());
     switch (e.kind_case()) {
+      case api::JobEvent::kProgress: {
+        const auto& p = e.progress();
+        if (p.stage() >= 1 && p.stage() <= p.stage_count()) {
+          stage_frames.resize(std::max<size_t>(stage_frames.size(), p.stage_count()));
+          stage_frames[p.stage() - 1] = p.frames();
+        }
+        break;
+      }
       case api::JobEvent::kStagePreview: {
         if (options.previews_dir.empty()) break;
         const auto& p = e.stage_preview();
@@ -337,7 +346,7 @@ absl::StatusOr<GenerateResult> RunGenerate(api::VideoGeneration::StubInterface& 
   io.out << "job " << result.job_id << " completed: wrote " << options.out_path << " ("
          << video.size() << " bytes, " << result.mime << ")\n";
   for (const std::string& p : result.previews) io.out << "preview " << p << "\n";
-  io.out << FormatTimings(done.timings(), request.num_frames());
+  io.out << FormatTimings(done.timings(), stage_frames);
   return result;
 }
 
@@ -414,17 +423,22 @@ absl::Status RunModels(api::VideoGeneration::StubInterface& stub, absl::Duration
   api::ListModelsResponse response;
   absl::Status s = common::FromGrpcStatus(stub.ListModels(&context, api::ListModelsRequest(), &response));
   if (!s.ok()) return s;
-  io.out << absl::StrFormat("%-20s %-12s %-14s %6s %9s %4s %-10s %8s %7s\n", "MODEL", "KIND",
-                            "PARAM", "FRAMES", "SIZE", "FPS", "STEPS", "GUIDANCE", "WORKERS");
+  io.out << absl::StrFormat("%-20s %-12s %-14s %6s %9s %4s %-10s %8s %-13s %6s %7s\n", "MODEL",
+                            "KIND", "PARAM", "FRAMES", "SIZE", "FPS", "STEPS", "GUIDANCE",
+                            "TOKENIZER", "TOKENS", "WORKERS");
   for (const api::ModelInfo& m : response.models()) {
     std::string steps;
     for (int i = 0; i < m.default_stage_steps_size(); ++i) {
       absl::StrAppend(&steps, i > 0 ? "," : "", m.default_stage_steps(i));
     }
-    io.out << absl::StrFormat("%-20s %-12s %-14s %6d %9s %4d %-10s %8.1f %7d%s\n", m.name(),
-                              m.kind(), m.parameterization(), m.frames(),
+    // The API's defaults for models announced without them: words, 32 tokens.
+    const std::string tokenizer = m.tokenizer_kind().empty() ? "words" : m.tokenizer_kind();
+    const uint32_t max_tokens = m.max_tokens() == 0 ? 32 : m.max_tokens();
+    io.out << absl::StrFormat("%-20s %-12s %-14s %6d %9s %4d %-10s %8.1f %-13s %6d %7d%s\n",
+                              m.name(), m.kind(), m.parameterization(), m.frames(),
                               absl::StrCat(m.width(), "x", m.height()), m.fps(), steps,
-                              m.default_guidance_scale(), m.ready_workers(),
+                              m.default_guidance_scale(), tokenizer, max_tokens,
+                              m.ready_workers(),
                               m.name() == response.default_model() ? " (default)" : "");
   }
   return absl::OkStatus();

@@ -125,13 +125,13 @@ std::string ProgressTracker::Line() const {
   return line;
 }
 
-std::string FormatTimings(const api::Timings& t, uint32_t num_frames) {
+std::string FormatTimings(const api::Timings& t, const std::vector<uint32_t>& stage_frames) {
   std::string out;
   const int k = t.stage_seconds_size();
   for (int i = 0; i < k; ++i) {
     absl::StrAppend(&out, absl::StrFormat("stage %d/%d: %.3f s", i + 1, k, t.stage_seconds(i)));
-    if (num_frames > 0) {
-      absl::StrAppend(&out, " (", num_frames >> (k - 1 - i), " frames)");
+    if (i < static_cast<int>(stage_frames.size()) && stage_frames[i] > 0) {
+      absl::StrAppend(&out, " (", stage_frames[i], " frames)");
     }
     absl::StrAppend(&out, "\n");
   }

@@ -61,6 +61,8 @@ absl::StatusOr<api::GenerateRequest> BuildRequest(const RequestFlags& flags) {
   r.set_negative_prompt(flags.negative_prompt);
   r.set_seed(flags.seed);
   r.set_num_frames(flags.frames);
+  r.set_height(flags.height);
+  r.set_width(flags.width);
   r.set_fps(flags.fps);
   r.set_guidance_scale(static_cast<float>(flags.guidance));
   absl::StatusOr<std::vector<uint32_t>> steps = ParseStageSteps(flags.steps);

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "tpdiff/model/latent_job.h"
 #include "tpdiff/model/network.h"
 #include "tpdiff/model/safetensors.h"
 #include "tpdiff/core/torch_status.h"
@@ -32,21 +33,25 @@ class PackagedModel : public LoadedModel {
  public:
   using DenoiserFactory = std::function<std::unique_ptr<core::Denoiser>()>;
   PackagedModel(spec::ModelManifest manifest, spec::Tokenizer tokenizer,
-                DenoiserFactory new_denoiser, torch::Device device)
+                DenoiserFactory new_denoiser, torch::Device device,
+                std::shared_ptr<const LatentModules> latent = nullptr)
       : manifest_(std::move(manifest)),
         tokenizer_(std::move(tokenizer)),
         new_denoiser_(std::move(new_denoiser)),
-        device_(device) {}
+        device_(device),
+        latent_(std::move(latent)) {}
   const spec::ModelManifest& manifest() const override { return manifest_; }
   const spec::Tokenizer& tokenizer() const override { return tokenizer_; }
   torch::Device device() const override { return device_; }
   std::unique_ptr<core::Denoiser> NewDenoiser() const override { return new_denoiser_(); }
+  std::shared_ptr<const LatentModules> latent_modules() const override { return latent_; }
 
  private:
   const spec::ModelManifest manifest_;
   const spec::Tokenizer tokenizer_;
   const DenoiserFactory new_denoiser_;  // owns the weights' handle; each call copies it
   const torch::Device device_;
+  const std::shared_ptr<const LatentModules> latent_;
 };
 
 // A torch::jit::Module is a handle: copies share the module's parameters and methods, so each
@@ -167,6 +172,54 @@ absl::StatusOr<std::unique_ptr<LoadedModel>> LoadTorchScript(const std::string& 
       device));
 }
 
+absl::StatusOr<std::unique_ptr<LoadedModel>> LoadLatent(const std::string& dir,
+                                                        spec::ModelManifest manifest,
+                                                        spec::Tokenizer tokenizer,
+                                                        torch::Device device) {
+  const spec::LatentConfig& latent = manifest.latent;
+  // The stage frame counts of the manifest's own request (its defaults are its maxima): the
+  // stage plan is the one rule for them.
+  LatentJobRequest defaults;
+  defaults.stage_steps = manifest.default_stage_steps;
+  defaults.num_frames = manifest.frames;
+  defaults.height = manifest.height;
+  defaults.width = manifest.width;
+  absl::StatusOr<core::StagePlan> plan = LatentPlan(manifest, defaults);
+  if (!plan.ok()) return plan.status();
+  absl::StatusOr<spec::LatentShape> shape =
+      spec::LatentShapeFor(latent.vae, manifest.stages, manifest.frames, manifest.height,
+                           manifest.width);
+  if (!shape.ok()) return shape.status();
+  auto path = [&](const std::string& file) { return (fs::path(dir) / file).string(); };
+  LatentModuleConfig c;
+  c.text_encoder_file = path(latent.text_encoder.file);
+  c.denoiser_file = path(latent.denoiser.file);
+  c.vae_file = path(latent.vae.file);
+  c.text_encoder_dtype = latent.text_encoder.dtype;
+  c.denoiser_dtype = latent.denoiser.dtype;
+  c.vae_dtype = latent.vae.dtype;
+  c.max_tokens = latent.tokenizer.max_tokens;
+  c.context_dim = latent.text_encoder.dim;
+  c.latent_channels = latent.vae.latent_channels;
+  c.latent_height = shape->height;
+  c.latent_width = shape->width;
+  c.spatial_factor = latent.vae.spatial_factor;
+  c.temporal_factor = latent.vae.temporal_factor;
+  c.causal_first_frame = latent.vae.causal_first_frame;
+  // Sampling order is stage K first; the config lists stage 1 first.
+  for (auto it = plan->stages().rbegin(); it != plan->stages().rend(); ++it) {
+    c.stage_latent_frames.push_back(it->frames);
+  }
+  c.scale = latent.vae.scale;
+  c.shift = latent.vae.shift;
+  absl::StatusOr<std::shared_ptr<const LatentModules>> modules = LatentModules::Load(c, device);
+  if (!modules.ok()) return modules.status();
+  return std::unique_ptr<LoadedModel>(new PackagedModel(
+      std::move(manifest), std::move(tokenizer),
+      [modules = *modules] { return std::make_unique<LatentDenoiser>(modules); }, device,
+      *modules));
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -177,7 +230,9 @@ absl::StatusOr<std::unique_ptr<LoadedModel>> LoadModelPackage(const std::string&
   absl::StatusOr<spec::ModelSpec> package = spec::ReadModelPackageSpec(dir);
   if (!package.ok()) return package.status();
   absl::StatusOr<std::unique_ptr<LoadedModel>> model =
-      package->manifest.kind == "builtin"
+      package->manifest.is_latent()
+          ? LoadLatent(dir, std::move(package->manifest), std::move(package->tokenizer), device)
+      : package->manifest.kind == "builtin"
           ? LoadBuiltin(dir, std::move(package->manifest), std::move(package->tokenizer), device)
           : LoadTorchScript(dir, std::move(package->manifest), std::move(package->tokenizer),
                             device);

@@ -20,6 +20,7 @@
 #include "tpdiff/core/stage_plan.h"
 #include "tpdiff/core/torch_status.h"
 #include "tpdiff/media/encoder.h"
+#include "tpdiff/model/latent_job.h"
 #include "tpdiff/spec/limits.h"
 #include "tpdiff/spec/request.h"
 #include "tpdiff/worker/frames.h"
@@ -80,6 +81,8 @@ absl::StatusOr<ResolvedRequest> Resolve(ModelSet& models, const api::GenerateReq
   if (!filled.ok()) return filled.status();
   out.request = *std::move(filled);
   out.stage_steps.assign(out.request.stage_steps().begin(), out.request.stage_steps().end());
+  // A latent job tokenizes with the mask as its text encoder takes it (model::SampleLatentJob).
+  if (out.model->latent_modules() != nullptr) return out;
 
   absl::StatusOr<std::vector<int64_t>> ids = tokenizer.Encode(out.request.prompt());
   if (!ids.ok()) return ids.status();
@@ -521,6 +524,12 @@ class JobObserver : public core::SamplerObserver {
       : post_(std::move(post)), on_step_(std::move(on_step)), context_(std::move(context)),
         previews_(previews), fps_(fps), step_timer_(device) {}
 
+  // Latent packages: previews are the VAE decode of the stage's clean latent estimate, and
+  // progress counts decoded (pixel) frames.
+  void DecodeWith(std::shared_ptr<const model::LatentModules> modules) {
+    latent_ = std::move(modules);
+  }
+
   void OnStep(const core::StepEvent& e) override {
     // On CUDA the step's kernels have only been queued; the timer waits for them.
     const double seconds = step_timer_.Lap();
@@ -532,7 +541,7 @@ class JobObserver : public core::SamplerObserver {
     p->set_stage_count(e.num_stages);
     p->set_step(e.step);
     p->set_steps_in_stage(e.steps_in_stage);
-    p->set_frames(e.frames);
+    p->set_frames(PixelFrames(e.frames));
     post_([ctx = context_, event = std::move(event)]() mutable { ctx->report(std::move(event)); },
           /*encode=*/false);
   }
@@ -540,15 +549,16 @@ class JobObserver : public core::SamplerObserver {
   void OnStageEnd(const core::StageEndEvent& e) override {
     stage_seconds.push_back(e.seconds);
     if (previews_ && !context_->token.cancelled()) {
-      // The tensor is read here, on the sampling thread (a device-to-host copy on CUDA);
-      // only the FFmpeg work moves to the encoder.
-      absl::StatusOr<media::Video> video = TensorToVideo(e.preview, fps_ / e.frame_stride);
+      // The tensor is read here, on the sampling thread (a device-to-host copy on CUDA), and
+      // a latent preview is decoded here too (the VAE runs where the model lives); only the
+      // FFmpeg work moves to the encoder.
+      absl::StatusOr<media::Video> video = PreviewVideo(e);
       if (!video.ok()) {
         post_([ctx = context_, status = video.status()] { FailEncoding(*ctx, status); },
               /*encode=*/false);
       } else {
         post_([ctx = context_, video = *std::move(video), stage = e.stage_ordinal,
-               frames = e.frames] { SendPreview(*ctx, video, stage, frames); },
+               frames = PixelFrames(e.frames)] { SendPreview(*ctx, video, stage, frames); },
               /*encode=*/true);
       }
     }
@@ -558,13 +568,56 @@ class JobObserver : public core::SamplerObserver {
   std::vector<double> stage_seconds;
 
  private:
+  int PixelFrames(int frames) const {
+    return latent_ == nullptr ? frames : model::DecodedFrames(latent_->config(), frames);
+  }
+
+  absl::StatusOr<media::Video> PreviewVideo(const core::StageEndEvent& e) const {
+    torch::Tensor preview = e.preview;
+    if (latent_ != nullptr) {
+      absl::StatusOr<torch::Tensor> decoded = latent_->Decode(e.preview);
+      if (!decoded.ok()) {
+        return absl::Status(decoded.status().code(),
+                            absl::StrCat("preview of stage ", e.stage_ordinal, ": ",
+                                         decoded.status().message()));
+      }
+      preview = *std::move(decoded);
+    }
+    return TensorToVideo(preview, fps_ / e.frame_stride);
+  }
+
   PostFn post_;
   StepFn on_step_;
   std::shared_ptr<PreviewContext> context_;
   bool previews_;
   double fps_;
   core::DeviceTimer step_timer_;
+  std::shared_ptr<const model::LatentModules> latent_;
 };
+
+// Samples a latent job: text encoded once, latents sampled, previews and the video decoded
+// by the package's VAE. Returns the final frames [1, 3, T, H, W].
+absl::StatusOr<torch::Tensor> SampleLatent(const ResolvedRequest& r, core::Denoiser& denoiser,
+                                           JobObserver& observer,
+                                           const core::CancellationToken& token) {
+  std::shared_ptr<const model::LatentModules> modules = r.model->latent_modules();
+  const api::GenerateRequest& req = r.request;
+  model::LatentJobRequest job;
+  job.prompt = req.prompt();
+  job.negative_prompt = req.negative_prompt();
+  job.guidance_scale = req.guidance_scale();
+  job.seed = req.seed();
+  job.stage_steps = r.stage_steps;
+  job.vanilla = req.sampler() == api::SAMPLER_VANILLA;
+  job.num_frames = static_cast<int>(req.num_frames());
+  job.height = static_cast<int>(req.height());
+  job.width = static_cast<int>(req.width());
+  observer.DecodeWith(modules);
+  absl::StatusOr<model::LatentJobResult> result = model::SampleLatentJob(
+      r.model->manifest(), r.model->tokenizer(), *modules, denoiser, job, &observer, &token);
+  if (!result.ok()) return result.status();
+  return modules->Decode(result->latents);
+}
 
 }  // namespace
 
@@ -610,21 +663,6 @@ void JobRunner::RunJob(Slot& slot, const std::shared_ptr<Job>& job_ptr) {
 
   absl::StatusOr<ResolvedRequest> resolved = Resolve(models_, request);
   if (!resolved.ok()) return fail(resolved.status());
-  absl::StatusOr<core::StagePlan> plan = MakePlan(*resolved);
-  if (!plan.ok()) return fail(plan.status());
-
-  const spec::ModelManifest& manifest = resolved->model->manifest();
-  core::SampleRequest sample;
-  sample.batch = 1;
-  sample.channels = manifest.channels;
-  sample.height = manifest.height;
-  sample.width = manifest.width;
-  sample.tokens = resolved->tokens;
-  sample.negative_tokens = resolved->negative_tokens;
-  sample.guidance_scale = resolved->request.guidance_scale();
-  sample.seed = resolved->request.seed();
-  sample.device = resolved->model->device();
-
   auto previews = std::make_shared<PreviewContext>(PreviewContext{
       report, options_.metrics,
       ToMediaFormat(request.preview().format(), media::OutputFormat::kGif),
@@ -638,9 +676,27 @@ void JobRunner::RunJob(Slot& slot, const std::shared_ptr<Job>& job_ptr) {
         OnStep(job, e.stage_ordinal, e.step, e.steps_in_stage);
       },
       std::move(previews), request.preview().enabled(), resolved->request.fps(),
-      sample.device);
-  absl::StatusOr<torch::Tensor> video = core::PyramidSampler::Sample(
-      *slot.denoisers.at(resolved->model), *plan, sample, &observer, &job.token);
+      resolved->model->device());
+  absl::StatusOr<torch::Tensor> video;
+  if (resolved->model->latent_modules() != nullptr) {
+    video = SampleLatent(*resolved, *slot.denoisers.at(resolved->model), observer, job.token);
+  } else {
+    absl::StatusOr<core::StagePlan> plan = MakePlan(*resolved);
+    if (!plan.ok()) return fail(plan.status());
+    const spec::ModelManifest& manifest = resolved->model->manifest();
+    core::SampleRequest sample;
+    sample.batch = 1;
+    sample.channels = manifest.channels;
+    sample.height = manifest.height;
+    sample.width = manifest.width;
+    sample.tokens = resolved->tokens;
+    sample.negative_tokens = resolved->negative_tokens;
+    sample.guidance_scale = resolved->request.guidance_scale();
+    sample.seed = resolved->request.seed();
+    sample.device = resolved->model->device();
+    video = core::PyramidSampler::Sample(*slot.denoisers.at(resolved->model), *plan, sample,
+                                         &observer, &job.token);
+  }
   if (job.token.cancelled() || !video.ok()) {
     return fail(video.ok() ? absl::CancelledError() : video.status());
   }

@@ -1,10 +1,5 @@
 // Server + real worker + client, over real gRPC on 127.0.0.1 with port 0.
 
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -18,7 +13,9 @@
 #include <gtest/gtest.h>
 
 #include "test_certs.h"
+#include "tiny_latent_package.h"
 #include "tiny_package.h"
+#include "serving_helpers.h"
 #include "tpdiff/client/commands.h"
 #include "tpdiff/common/channel_security.h"
 #include "tpdiff/common/clock.h"
@@ -30,8 +27,6 @@
 #include "tpdiff/worker/gateway_client.h"
 #include "tpdiff/worker/job_runner.h"
 #include "tpdiff/worker/models.h"
-
-extern char** environ;
 
 namespace tpdiff::worker {
 namespace {
@@ -73,33 +68,7 @@ class InProcessWorker {
   std::thread thread_;
 };
 
-// A tpdiff-worker child process.
-class WorkerProcess {
- public:
-  // `security`: the worker's transport flags; plaintext to the test's front by default.
-  WorkerProcess(const std::string& target, const std::string& models_dir, const std::string& id,
-                const std::vector<std::string>& security = {"--insecure"}) {
-    std::vector<std::string> args = {TPDIFF_WORKER_BINARY, "--server=" + target,
-                                     "--models-dir=" + models_dir, "--worker-id=" + id,
-                                     "--threads=1", "--device=cpu"};
-    args.insert(args.end(), security.begin(), security.end());
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    EXPECT_EQ(posix_spawn(&pid_, argv[0], nullptr, nullptr, argv.data(), environ), 0);
-  }
-  ~WorkerProcess() { Kill(); }
-  void Kill() {
-    if (pid_ <= 0) return;
-    kill(pid_, SIGKILL);
-    int status = 0;
-    waitpid(pid_, &status, 0);
-    pid_ = 0;
-  }
-
- private:
-  pid_t pid_ = 0;
-};
+using testing::WorkerProcess;
 
 class WorkerIntegrationTest : public ::testing::Test {
  protected:
@@ -147,15 +116,7 @@ class WorkerIntegrationTest : public ::testing::Test {
   static constexpr char kWorkerSecret[] = "worker-secret-0123456789abcdef";
   static constexpr char kAcmeKey[] = "acme-key-1";
 
-  // Waits (bounded) until the front has `n` serving workers.
-  bool WaitForWorkers(size_t n) {
-    const absl::Time until = absl::Now() + absl::Seconds(60);
-    while (server_->dispatcher().ServingWorkers() < n) {
-      if (absl::Now() > until) return false;
-      absl::SleepFor(absl::Milliseconds(10));  // polls real processes starting up
-    }
-    return true;
-  }
+  bool WaitForWorkers(size_t n) { return testing::WaitForWorkers(*server_, n); }
 
   static api::GenerateRequest Request(uint32_t steps_per_stage) {
     api::GenerateRequest r;
@@ -167,15 +128,8 @@ class WorkerIntegrationTest : public ::testing::Test {
     return r;
   }
 
-  // Reads a Generate stream to its end.
   std::vector<api::JobEvent> GenerateAll(const api::GenerateRequest& request) {
-    grpc::ClientContext context;
-    auto reader = stub_->Generate(&context, request);
-    std::vector<api::JobEvent> events;
-    api::JobEvent e;
-    while (reader->Read(&e)) events.push_back(e);
-    EXPECT_TRUE(reader->Finish().ok());
-    return events;
+    return testing::GenerateAll(*stub_, request);
   }
 
   // Follows a job with WatchJob until `pred` holds for an event; returns the events so far.
@@ -344,6 +298,28 @@ TEST_F(WorkerIntegrationTest, KilledWorkerProcessJobCompletesOnAnotherWorker) {
   }
   EXPECT_TRUE(requeued);
   EXPECT_THAT(workers, ::testing::ElementsAre("proc-doomed", "w-survivor"));
+}
+
+// A latent package whose decoder disagrees with its manifest fails the worker's load-time
+// checks: the tpdiff-worker binary exits with the module, input and expected shape named,
+// without the module's TorchScript traceback, and never reports to the front.
+TEST_F(WorkerIntegrationTest, WorkerWithAFailingLatentPackageExitsWithoutServing) {
+  auto dir = model::testing::WriteTinyLatentPackage("tiny-latent");
+  ASSERT_TRUE(dir.ok()) << dir.status();
+  model::testing::SaveTinyModule(*dir + "/tiny-latent/vae_decoder.pt", R"(
+def forward(self, latents):
+    return latents[:, :3] * self.w
+)");
+  const std::string log = *dir + "/worker.log";
+  WorkerProcess process(target_, *dir, "proc-latent", {"--insecure"}, log);
+  EXPECT_EQ(process.WaitForExit(absl::Seconds(60)), 1);
+  EXPECT_EQ(server_->dispatcher().ServingWorkers(), 0u);
+  std::ifstream in(log);
+  const std::string text((std::istreambuf_iterator<char>(in)), {});
+  EXPECT_THAT(text, ::testing::HasSubstr("model tiny-latent: "));
+  EXPECT_THAT(text, ::testing::HasSubstr("vae: output [1, 3, 2, 4, 4] Float for latents "
+                                         "[1, 4, 2, 4, 4]; expected [1, 3, 3, 8, 8]"));
+  std::filesystem::remove_all(*dir);
 }
 
 TEST_F(WorkerIntegrationTest, WorkerBinaryServesAJob) {

@@ -34,8 +34,14 @@ TEST(RequestTest, BuildsTheRequestFromFlags) {
   f.sampler = "vanilla";
   f.priority = "interactive";
   f.max_queue_wait = absl::Milliseconds(1500);
+  f.frames = 17;
+  f.height = 48;
+  f.width = 80;
   auto r = BuildRequest(f);
   ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->num_frames(), 17u);
+  EXPECT_EQ(r->height(), 48u);
+  EXPECT_EQ(r->width(), 80u);
   EXPECT_THAT(r->stage_steps(), ElementsAre(4, 3, 2));
   EXPECT_EQ(r->output().format(), api::VIDEO_FORMAT_WEBM);
   EXPECT_TRUE(r->preview().enabled());
@@ -146,7 +152,7 @@ TEST(ProgressTrackerTest, FormatsTimings) {
   timings.add_stage_seconds(0.5);
   timings.add_stage_seconds(1.25);
   timings.set_total_seconds(2);
-  const std::string s = FormatTimings(timings, 16);
+  const std::string s = FormatTimings(timings, {8, 16});
   EXPECT_THAT(s, HasSubstr("stage 1/2: 0.500 s (8 frames)"));
   EXPECT_THAT(s, HasSubstr("stage 2/2: 1.250 s (16 frames)"));
   EXPECT_THAT(s, HasSubstr("total: 2.000 s"));

@@ -49,7 +49,10 @@ class ProgressTracker {
 };
 
 // "stage 1/3: 0.52 s (4 frames)" lines, queue, encode and total, for the end of a job.
-std::string FormatTimings(const tpdiff::v1::Timings& timings, uint32_t num_frames);
+// `stage_frames`: each stage's frames in sampling order, as its progress events reported them
+// (a latent model's stages do not halve the pixel frames exactly); missing ones are left out.
+std::string FormatTimings(const tpdiff::v1::Timings& timings,
+                          const std::vector<uint32_t>& stage_frames);
 
 }  // namespace tpdiff::client
 

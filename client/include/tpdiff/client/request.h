@@ -17,7 +17,9 @@ struct RequestFlags {
   std::string prompt;
   std::string negative_prompt;
   std::string model;
-  uint32_t frames = 0;
+  uint32_t frames = 0;  // pixel frames; 0 = model default
+  uint32_t height = 0;  // pixels; 0 = model default
+  uint32_t width = 0;   // pixels; 0 = model default
   std::string steps;  // "10,10,10": one per stage, noisiest first; empty = model default
   uint64_t seed = 0;
   double guidance = 0;

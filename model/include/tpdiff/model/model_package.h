@@ -18,6 +18,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "tpdiff/core/denoiser.h"
+#include "tpdiff/model/latent_modules.h"
 #include "tpdiff/spec/manifest.h"
 #include "tpdiff/spec/network_config.h"
 #include "tpdiff/spec/tokenizer.h"
@@ -50,12 +51,18 @@ class LoadedModel {
   virtual const spec::Tokenizer& tokenizer() const = 0;
   virtual torch::Device device() const = 0;
   // A denoiser over the shared weights with its own caches; cheap (no weights are copied).
+  // Latent packages: a LatentDenoiser (latent_job.h), fed the job's text by the sampler.
   virtual std::unique_ptr<core::Denoiser> NewDenoiser() const = 0;
+  // Kind "latent": the text encoder, denoiser and VAE decoder (shared, read-only); null for
+  // the other kinds.
+  virtual std::shared_ptr<const LatentModules> latent_modules() const { return nullptr; }
 };
 
 // Loads models/<name>/ onto `device`: spec::ReadModelPackageSpec, then the weights. NOT_FOUND
 // for a missing folder or file, INVALID_ARGUMENT for a bad manifest, vocabulary or weights
-// file or a TorchScript module with the wrong signature.
+// file or a TorchScript module with the wrong signature. Latent packages also fail the
+// load-time checks of LatentModules::Load (INVALID_ARGUMENT / FAILED_PRECONDITION naming the
+// module, its input and the expected shape).
 absl::StatusOr<std::unique_ptr<LoadedModel>> LoadModelPackage(const std::string& dir,
                                                               torch::Device device);
 
