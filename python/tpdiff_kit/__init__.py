@@ -1,1 +1,1 @@
-"""TPDiff's Python kit: latent packages and stage-wise fine-tuning of PyTorch models."""
+"""TPDiff kit: the method, the reference sampler and the exporter for latent model packages."""
