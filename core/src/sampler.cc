@@ -15,13 +15,20 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// Evaluates the network with classifier-free guidance folded into one batched call.
+// Evaluates the network with classifier-free guidance folded into one batched call: rows
+// [cond, uncond] (v1: caption ids, latent: text embeddings and masks).
 class GuidedPredictor {
  public:
-  GuidedPredictor(Denoiser& denoiser, const SampleRequest& request) : denoiser_(denoiser) {
+  GuidedPredictor(Denoiser& denoiser, const NoiseSchedule& schedule,
+                  const SampleRequest& request)
+      : denoiser_(denoiser), schedule_(schedule) {
+    scale_ = request.guidance_scale;
+    if (schedule.latent()) {
+      guided_ = request.guidance_scale != 1.0;
+      return;
+    }
     guided_ = request.tokens.defined() && request.tokens.numel() > 0 &&
               request.guidance_scale != 1.0;
-    scale_ = request.guidance_scale;
     if (request.tokens.defined() && request.tokens.numel() > 0) {
       tokens_ = request.tokens.to(request.device, torch::kLong);
       if (tokens_.size(0) == 1 && request.batch > 1) tokens_ = tokens_.expand({request.batch, -1});
@@ -41,14 +48,64 @@ class GuidedPredictor {
     tokens_ = torch::cat({tokens_, uncond}, 0);
   }
 
+  // Latent packages: checks and places the text embeddings.
+  absl::Status SetContext(const SampleRequest& request) {
+    auto rows = [&](const torch::Tensor& t) {
+      return t.size(0) == 1 && request.batch > 1 ? t.expand({request.batch, -1, -1}) : t;
+    };
+    auto mask_rows = [&](const torch::Tensor& t) {
+      return t.size(0) == 1 && request.batch > 1 ? t.expand({request.batch, -1}) : t;
+    };
+    auto check = [&](const torch::Tensor& context, const torch::Tensor& mask,
+                     const char* name) -> absl::Status {
+      if (!context.defined() || context.dim() != 3 || !mask.defined() || mask.dim() != 2 ||
+          mask.size(0) != context.size(0) || mask.size(1) != context.size(1) ||
+          (context.size(0) != 1 && context.size(0) != request.batch)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            name, ": a text encoding [batch or 1, L, D] with its mask [batch or 1, L] is "
+                  "required for a latent package",
+            guided_ ? " (guidance needs the negative or empty prompt's as well)" : ""));
+      }
+      return absl::OkStatus();
+    };
+    if (absl::Status s = check(request.context, request.context_mask, "context"); !s.ok()) {
+      return s;
+    }
+    context_ = rows(request.context.to(request.device, torch::kFloat));
+    mask_ = mask_rows(request.context_mask.to(request.device, torch::kLong));
+    if (!guided_) return absl::OkStatus();
+    if (absl::Status s = check(request.negative_context, request.negative_context_mask,
+                               "negative_context");
+        !s.ok()) {
+      return s;
+    }
+    if (request.negative_context.size(1) != request.context.size(1) ||
+        request.negative_context.size(2) != request.context.size(2)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "negative_context: shape ", c10::str(request.negative_context.sizes()),
+          " differs from context's ", c10::str(request.context.sizes()), " after the batch"));
+    }
+    context_ = torch::cat(
+        {context_, rows(request.negative_context.to(request.device, torch::kFloat))}, 0);
+    mask_ = torch::cat(
+        {mask_, mask_rows(request.negative_context_mask.to(request.device, torch::kLong))}, 0);
+    return absl::OkStatus();
+  }
+
   absl::StatusOr<torch::Tensor> operator()(const torch::Tensor& x, double t, int stage) {
     DenoiserInput in;
     const int64_t rows = guided_ ? 2 * x.size(0) : x.size(0);
     in.x = guided_ ? torch::cat({x, x}, 0) : x;
     in.t = torch::full({rows}, t, x.options());
+    in.timestep = torch::full({rows}, schedule_.ModelTimestep(t), x.options());
     in.stage = torch::full({rows}, static_cast<int64_t>(stage),
                            torch::TensorOptions(x.device()).dtype(torch::kLong));
-    in.tokens = tokens_;
+    if (schedule_.latent()) {
+      in.context = context_;
+      in.mask = mask_;
+    } else {
+      in.tokens = tokens_;
+    }
     absl::StatusOr<torch::Tensor> out = denoiser_.Predict(in);
     if (!out.ok()) return out.status();
     if (!out->defined() || out->sizes() != in.x.sizes()) {
@@ -56,16 +113,21 @@ class GuidedPredictor {
           "denoiser returned shape ", out->defined() ? c10::str(out->sizes()) : "undefined",
           " for input shape ", c10::str(in.x.sizes())));
     }
-    if (!guided_) return *out;
-    auto halves = out->chunk(2, 0);
+    // The sampler's arithmetic is float32 whatever precision the network ran in.
+    const torch::Tensor pred = out->to(x.scalar_type());
+    if (!guided_) return pred;
+    auto halves = pred.chunk(2, 0);
     return halves[1] + (halves[0] - halves[1]) * scale_;
   }
 
  private:
   Denoiser& denoiser_;
+  NoiseSchedule schedule_;
   bool guided_ = false;
   double scale_ = 1.0;
   torch::Tensor tokens_;
+  torch::Tensor context_;
+  torch::Tensor mask_;
 };
 
 absl::StatusOr<torch::Tensor> SampleImpl(Denoiser& denoiser, const StagePlan& plan,
@@ -98,8 +160,13 @@ absl::StatusOr<torch::Tensor> SampleImpl(Denoiser& denoiser, const StagePlan& pl
     x = noise(stages.front().frames);
   }
 
-  GuidedPredictor predict(denoiser, request);
-  const bool multistep = request.solver == FlowSolver::kAdamsBashforth2 &&
+  GuidedPredictor predict(denoiser, schedule, request);
+  if (schedule.latent()) {
+    if (absl::Status s = predict.SetContext(request); !s.ok()) return s;
+  }
+  // Latent packages sample with their vanilla solvers: Euler (flow) and DDIM (VP).
+  const FlowSolver solver = schedule.latent() ? FlowSolver::kEuler : request.solver;
+  const bool multistep = solver == FlowSolver::kAdamsBashforth2 &&
                          schedule.parameterization() == Parameterization::kFlowMatching;
   torch::NoGradGuard no_grad;
   for (size_t i = 0; i < stages.size(); ++i) {
@@ -107,7 +174,11 @@ absl::StatusOr<torch::Tensor> SampleImpl(Denoiser& denoiser, const StagePlan& pl
     const auto stage_begin = Clock::now();
     const StageGeometry geometry(schedule, stage, /*starts_from_noise=*/i == 0);
     if (i > 0) {
-      x = ApplyJump(x, ComputeJump(schedule, stages[i - 1], stage), noise(stages[i - 1].frames));
+      const Stage& from = stages[i - 1];
+      const torch::Tensor pair_noise = noise(from.pooled_frames());
+      const torch::Tensor first_frame_noise =
+          from.causal_first_frame ? noise(1) : torch::Tensor();
+      x = ApplyJump(x, ComputeJump(schedule, from, stage), pair_noise, first_frame_noise);
     }
     torch::Tensor last_pred;      // the network's prediction at the previous step's start
     torch::Tensor last_velocity;  // what the previous step moved x along
@@ -121,6 +192,7 @@ absl::StatusOr<torch::Tensor> SampleImpl(Denoiser& denoiser, const StagePlan& pl
       const double t_next = stage.start - (stage.start - stage.end) * (step + 1) / stage.steps;
       absl::StatusOr<torch::Tensor> pred = predict(x, t, stage.k);
       if (!pred.ok()) return pred.status();
+      if (schedule.latent()) *pred = geometry.TargetFromModel(x, t, *pred);
       torch::Tensor velocity = *pred;
       if (multistep && last_pred.defined()) {
         // Adams-Bashforth 2 for steps h (this one) and h_prev: v + h / (2 h_prev) (v - v_prev),
@@ -131,7 +203,7 @@ absl::StatusOr<torch::Tensor> SampleImpl(Denoiser& denoiser, const StagePlan& pl
       torch::Tensor x_next = geometry.Step(x, t, t_next, velocity);
       // Heun's correction needs a prediction at t_next; at the clean end of the last stage
       // there is no noise left to predict from, so that step stays Euler (as in EDM).
-      if (request.solver == FlowSolver::kHeun &&
+      if (solver == FlowSolver::kHeun &&
           schedule.parameterization() == Parameterization::kFlowMatching &&
           geometry.State(t_next).sigma > 0) {
         if (cancel != nullptr && cancel->cancelled()) {
@@ -161,8 +233,8 @@ absl::StatusOr<torch::Tensor> SampleImpl(Denoiser& denoiser, const StagePlan& pl
       end.frame_stride = stage.frame_stride;
       // The last step's velocity stays valid at the stage end: the preview is linear along
       // the step, so no extra network call is needed (method note, section 6).
-      end.preview =
-          (i + 1 == stages.size() ? x : geometry.Preview(x, t, last_velocity)).clamp(-1, 1);
+      end.preview = i + 1 == stages.size() ? x : geometry.Preview(x, t, last_velocity);
+      if (!schedule.latent()) end.preview = end.preview.clamp(-1, 1);
       end.latent = x;
       end.seconds = std::chrono::duration<double>(Clock::now() - stage_begin).count();
       observer->OnStageEnd(end);

@@ -11,21 +11,23 @@ StageGeometry::StageGeometry(const NoiseSchedule& schedule, const Stage& stage,
     : schedule_(schedule), stage_(stage), starts_from_noise_(starts_from_noise) {}
 
 torch::Tensor StageGeometry::ApplyQ(const torch::Tensor& x) const {
-  return starts_from_noise_ ? torch::zeros_like(x) : TemporalProject(x);
+  return starts_from_noise_ ? torch::zeros_like(x)
+                            : TemporalProject(x, stage_.causal_first_frame);
 }
 
 // Start point x_s = a_s Q D + beta eps with beta = b(s) after a jump, 1 from pure noise;
 // end point x_e = a_e D + b_e eps.
 MixCoefficients StageGeometry::State(double t) const {
-  const double s = stage_.start, e = stage_.end;
   if (schedule_.parameterization() == Parameterization::kFlowMatching) {
-    // Each stage is a straight flow from x_s to x_e: x_t = (1-u) x_e + u x_s.
-    const double u = (t - e) / (s - e);
+    // Each stage is a straight flow from x_s to x_e in the noise level: x = (1-u) x_e + u x_s.
+    const double s = schedule_.sigma(stage_.start), e = schedule_.sigma(stage_.end);
+    const double u = (schedule_.sigma(t) - e) / (s - e);
     const double q_weight = starts_from_noise_ ? 0.0 : (1.0 - s);
     const double beta = starts_from_noise_ ? 1.0 : s;
     return {(1.0 - u) * (1.0 - e), u * q_weight, (1.0 - u) * e + u * beta};
   }
   // VP: x_t / a_t moves linearly in lambda from x_s / a_s to x_e / a_e (DPM-Solver form).
+  const double s = stage_.start, e = stage_.end;
   const double as = schedule_.a(s), ae = schedule_.a(e), at = schedule_.a(t);
   const double ls = schedule_.lambda(s), le = schedule_.lambda(e), lt = schedule_.lambda(t);
   const double beta = starts_from_noise_ ? 1.0 : schedule_.b(s);
@@ -35,12 +37,13 @@ MixCoefficients StageGeometry::State(double t) const {
 }
 
 MixCoefficients StageGeometry::Target() const {
-  const double s = stage_.start, e = stage_.end;
   if (schedule_.parameterization() == Parameterization::kFlowMatching) {
+    const double s = schedule_.sigma(stage_.start), e = schedule_.sigma(stage_.end);
     const double q_weight = starts_from_noise_ ? 0.0 : (1.0 - s);
     const double beta = starts_from_noise_ ? 1.0 : s;
     return {-(1.0 - e), q_weight, beta - e};
   }
+  const double s = stage_.start, e = stage_.end;
   const double as = schedule_.a(s);
   const double ls = schedule_.lambda(s), le = schedule_.lambda(e);
   const double beta = starts_from_noise_ ? 1.0 : schedule_.b(s);
@@ -67,7 +70,8 @@ torch::Tensor StageGeometry::EndPoint(const torch::Tensor& d, const torch::Tenso
 torch::Tensor StageGeometry::Step(const torch::Tensor& x, double t, double t_next,
                                   const torch::Tensor& pred) const {
   if (schedule_.parameterization() == Parameterization::kFlowMatching) {
-    return x + pred * ((t_next - t) / (stage_.start - stage_.end));
+    const double s = schedule_.sigma(stage_.start), e = schedule_.sigma(stage_.end);
+    return x + pred * ((schedule_.sigma(t_next) - schedule_.sigma(t)) / (s - e));
   }
   const double ratio = schedule_.a(t_next) / schedule_.a(t);
   return x * ratio + pred * (schedule_.a(t_next) * (schedule_.lambda(t_next) - schedule_.lambda(t)));
@@ -82,7 +86,35 @@ torch::Tensor StageGeometry::Preview(const torch::Tensor& x, double t,
   const double a = tg.sigma * st.alpha - st.sigma * tg.alpha;
   const double b = tg.sigma * st.gamma - st.sigma * tg.gamma;
   if (starts_from_noise_ || b == 0.0) return y / a;
-  return (y - TemporalProject(y) * (b / (a + b))) / a;
+  return (y - TemporalProject(y, stage_.causal_first_frame) * (b / (a + b))) / a;
+}
+
+torch::Tensor StageGeometry::TargetFromModel(const torch::Tensor& x, double t,
+                                             const torch::Tensor& pred) const {
+  switch (schedule_.prediction()) {
+    case Prediction::kStageTarget:
+    case Prediction::kEpsilon:
+      return pred;
+    case Prediction::kFlowVelocity:
+      return pred * (schedule_.sigma(stage_.start) - schedule_.sigma(stage_.end));
+    case Prediction::kV:
+      return pred * schedule_.a(t) + x * schedule_.b(t);
+  }
+  return pred;
+}
+
+torch::Tensor StageGeometry::ModelFromTarget(const torch::Tensor& x, double t,
+                                             const torch::Tensor& target) const {
+  switch (schedule_.prediction()) {
+    case Prediction::kStageTarget:
+    case Prediction::kEpsilon:
+      return target;
+    case Prediction::kFlowVelocity:
+      return target / (schedule_.sigma(stage_.start) - schedule_.sigma(stage_.end));
+    case Prediction::kV:
+      return (target - x * schedule_.b(t)) / schedule_.a(t);
+  }
+  return target;
 }
 
 torch::Tensor StageGeometry::OraclePrediction(const torch::Tensor& x, double t,
@@ -97,12 +129,19 @@ JumpCoefficients ComputeJump(const NoiseSchedule& schedule, const Stage& from, c
 }
 
 torch::Tensor ApplyJump(const torch::Tensor& x_end, const JumpCoefficients& jump,
-                        const torch::Tensor& pair_noise_source) {
+                        const torch::Tensor& pair_noise_source,
+                        const torch::Tensor& first_frame_noise) {
+  const bool causal = first_frame_noise.defined();
+  const torch::Tensor pooled = causal ? x_end.narrow(2, 1, x_end.size(2) - 1) : x_end;
+  TORCH_CHECK(pair_noise_source.sizes() == pooled.sizes(), "ApplyJump: pair noise ",
+              pair_noise_source.sizes(), " for pooled frames ", pooled.sizes());
   // Interleave (+z, -z) along time: stack on a new axis after T, then merge.
   const torch::Tensor pair = torch::stack({pair_noise_source, -pair_noise_source}, 3);
-  const auto s = x_end.sizes();
+  const auto s = pooled.sizes();
   const torch::Tensor antithetic = pair.reshape({s[0], s[1], s[2] * 2, s[3], s[4]});
-  return TemporalUp(x_end) * jump.c + antithetic * jump.alpha;
+  const torch::Tensor pairs = TemporalUp(pooled) * jump.c + antithetic * jump.alpha;
+  if (!causal) return pairs;
+  return torch::cat({x_end.narrow(2, 0, 1) * jump.c + first_frame_noise * jump.alpha, pairs}, 2);
 }
 
 }  // namespace tpdiff::core

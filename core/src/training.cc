@@ -18,7 +18,7 @@ TrainingBatch BuildTrainingBatch(const StagePlan& plan, int stage, const torch::
               plan.num_stages());
   const Stage& st = plan.stage(stage);
   const StageGeometry geometry(plan.schedule(), st, /*starts_from_noise=*/stage == plan.num_stages());
-  const torch::Tensor d = TemporalDownTimes(x0, stage - 1);
+  const torch::Tensor d = TemporalDownTimes(x0, stage - 1, st.causal_first_frame);
   TORCH_CHECK(eps.sizes() == d.sizes(), "noise shape ", eps.sizes(), " != stage video shape ",
               d.sizes());
   const int64_t batch = x0.size(0);
@@ -35,7 +35,8 @@ TrainingBatch BuildTrainingBatch(const StagePlan& plan, int stage, const torch::
         .clone()
         .to(x0.device(), x0.scalar_type());
   };
-  const torch::Tensor qd = geometry.starts_from_noise() ? torch::zeros_like(d) : TemporalProject(d);
+  const torch::Tensor qd = geometry.starts_from_noise() ? torch::zeros_like(d)
+                                                        : TemporalProject(d, st.causal_first_frame);
   TrainingBatch out;
   out.stage = stage;
   out.x_t = column(alpha) * d + column(gamma) * qd + column(sigma) * eps;
@@ -95,7 +96,7 @@ TrainingBatch DrawTrainingBatch(const StagePlan& plan, const torch::Tensor& x0,
                       torch::TensorOptions().device(x0.device()).dtype(x0.scalar_type()))
           : at::randn(shape, generator, torch::kFloat).to(x0.device(), x0.scalar_type());
   if (options.align_noise && batch > 1) {
-    eps = AlignNoise(TemporalDownTimes(x0, stage - 1), eps);
+    eps = AlignNoise(TemporalDownTimes(x0, stage - 1, st.causal_first_frame), eps);
   }
   return BuildTrainingBatch(plan, stage, x0, t, eps);
 }

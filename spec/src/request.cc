@@ -30,12 +30,9 @@ absl::Status CheckPrompt(absl::string_view field, const std::string& text, bool 
     return Invalid(field, absl::StrCat(text.size(), " bytes exceeds the maximum of ",
                                        kMaxPromptBytes));
   }
-  const std::vector<std::string> words = Tokenizer::SplitWords(text);
-  if (words.size() > static_cast<size_t>(Tokenizer::kMaxTokens)) {
-    return Invalid(field, absl::StrCat(words.size(), " words exceeds the maximum of ",
-                                       Tokenizer::kMaxTokens));
-  }
-  const std::vector<std::string> unknown = tokenizer.UnknownWords(words);
+  TPDIFF_RETURN_IF_ERROR(tokenizer.CheckLength(field, text));
+  if (tokenizer.kind() != TokenizerKind::kWords) return absl::OkStatus();
+  const std::vector<std::string> unknown = tokenizer.UnknownWords(Tokenizer::SplitWords(text));
   if (!unknown.empty()) {
     return Invalid(field, absl::StrCat("words not in the vocabulary of model \"", model.name,
                                        "\": ", absl::StrJoin(unknown, ", ")));
@@ -114,7 +111,14 @@ absl::StatusOr<GenerateRequest> ValidateAndFill(const GenerateRequest& request,
                                               max_frames));
   }
   const uint32_t multiple = out.sampler() == tpdiff::v1::SAMPLER_TPDIFF ? 1u << (stages - 1) : 1u;
-  if (out.num_frames() % multiple != 0) {
+  if (model.is_latent()) {
+    // Vanilla sampling is one stage, so only TPDiff needs the pooled frames divisible.
+    const int plan_stages = out.sampler() == tpdiff::v1::SAMPLER_TPDIFF ? stages : 1;
+    absl::StatusOr<LatentShape> shape =
+        LatentShapeFor(model.latent.vae, plan_stages, static_cast<int>(out.num_frames()),
+                       model.height, model.width, "num_frames");
+    if (!shape.ok()) return shape.status();
+  } else if (out.num_frames() % multiple != 0) {
     return Invalid("num_frames", absl::StrCat(out.num_frames(), " is not a multiple of ", multiple,
                                               " (2^(stages-1) for ", stages, " stages)"));
   }

@@ -16,7 +16,14 @@ absl::StatusOr<StagePlan> StagePlan::Create(const NoiseSchedule& schedule,
   }
   const int T = options.num_frames;
   const int divisor = 1 << (K - 1);
-  if (T < divisor || T % divisor != 0) {
+  const bool causal = options.causal_first_frame;
+  const int pooled = causal ? T - 1 : T;  // the frames pooled in pairs
+  if (pooled < divisor || pooled % divisor != 0) {
+    if (causal) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "num_frames: ", T, " must be 1 + N with N a positive multiple of 2^(stages-1) = ",
+          divisor, " for ", K, " stages (causal first frame)"));
+    }
     return absl::InvalidArgumentError(absl::StrCat(
         "num_frames: ", T, " must be a positive multiple of 2^(stages-1) = ", divisor,
         " for ", K, " stages"));
@@ -63,7 +70,8 @@ absl::StatusOr<StagePlan> StagePlan::Create(const NoiseSchedule& schedule,
     Stage s;
     s.k = K - i;
     s.frame_stride = 1 << (s.k - 1);
-    s.frames = T / s.frame_stride;
+    s.causal_first_frame = causal;
+    s.frames = (causal ? 1 : 0) + pooled / s.frame_stride;
     s.end = nominal[i + 1];
     s.start = i == 0 ? 1.0 : schedule.JumpStart(stages.back().end);
     s.steps = options.steps_per_stage[i];
@@ -78,8 +86,9 @@ absl::StatusOr<StagePlan> StagePlan::Create(const NoiseSchedule& schedule,
 }
 
 absl::StatusOr<StagePlan> StagePlan::Vanilla(const NoiseSchedule& schedule, int num_frames,
-                                             int total_steps) {
+                                             int total_steps, bool causal_first_frame) {
   StagePlanOptions options;
+  options.causal_first_frame = causal_first_frame;
   options.num_frames = num_frames;
   options.num_stages = 1;
   options.steps_per_stage = {total_steps};

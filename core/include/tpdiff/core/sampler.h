@@ -37,14 +37,31 @@ struct SampleRequest {
   // [batch, L'] or [1, L'] ids of a negative prompt; may be empty. When set, guidance pushes
   // away from it instead of from the empty caption: it replaces the unconditional row.
   torch::Tensor negative_tokens;
+  // Latent packages: the text encoder's output for the prompt, [batch or 1, L, D] float, and
+  // its mask [batch or 1, L] int64. Guidance (w != 1) needs the negative prompt's (or the
+  // empty prompt's) encoding too; the two are concatenated [cond, uncond] on dim 0 for one
+  // denoiser call per step. Encode both in one text-encoder call and pass its halves.
+  torch::Tensor context;
+  torch::Tensor context_mask;
+  torch::Tensor negative_context;
+  torch::Tensor negative_context_mask;
   double guidance_scale = 1.0;  // classifier-free guidance w; 1 = conditional only
   uint64_t seed = 0;            // all noise is drawn on the CPU from this seed, so a seed
                                 // gives the same video on every device
-  FlowSolver solver = FlowSolver::kAdamsBashforth2;  // flow matching only; VP uses DDIM
+  // v1 flow matching only. VP uses DDIM; latent schedules use Euler (flow) or DDIM (VP),
+  // their vanilla samplers, whatever is asked here.
+  FlowSolver solver = FlowSolver::kAdamsBashforth2;
   torch::Device device = torch::kCPU;
   // Overrides the initial noise of the noisiest stage ([batch, C, T_K, H, W]); tests use it.
   std::optional<torch::Tensor> initial_noise;
 };
+
+// Noise draws, all from one CPU generator seeded with SampleRequest::seed, float32, in this
+// order (the latent package contract; Python's reference sampler draws the same):
+//  1. the initial noise [batch, C, T_K, H, W];
+//  2. at each jump, in sampling order: the pair noise [batch, C, P, H, W] with P the pooled
+//     frames of the stage jumped from (Stage::pooled_frames), then, with a causal first
+//     frame only, its fresh noise [batch, C, 1, H, W].
 
 struct StepEvent {
   int stage = 0;           // stage number k (K .. 1)
@@ -62,7 +79,9 @@ struct StageEndEvent {
   int num_stages = 0;
   int frames = 0;          // T_k
   int frame_stride = 1;    // 2^(k-1): the preview's fps is fps / frame_stride
-  torch::Tensor preview;   // [batch, C, T_k, H, W] clean-video estimate, clamped to [-1, 1]
+  // [batch, C, T_k, H, W] clean estimate: the video clamped to [-1, 1] for v1 packages, the
+  // latent (not clamped, still to be decoded) for latent ones.
+  torch::Tensor preview;
   torch::Tensor latent;    // the stage's end point x_{e_k}
   double seconds = 0;      // wall time spent in this stage (jump included)
 };

@@ -10,6 +10,7 @@ namespace tpdiff::core {
 
 using spec::NoiseSchedule;
 using spec::Parameterization;
+using spec::Prediction;
 using spec::ParameterizationName;
 using spec::ParseParameterization;
 

@@ -9,6 +9,11 @@
 // Q is the projection P = Up(Down(.)) for stages that start from a jump, and 0 for the
 // noisiest stage (which starts from pure noise). The network's target (the stage velocity
 // for flow matching, eps_k for VP) is such a mix too, constant along the stage.
+//
+// Flow matching is written in the noise level sigma(t) (= t for v1 schedules, the shifted
+// level for latent ones), so stage paths are straight in sigma and steps stay uniform in t.
+// With a causal first frame (Stage::causal_first_frame) P is the identity on frame 0, which
+// therefore follows the plain diffusion path a(t) D_0 + b(t) eps_0 at every stage.
 
 #include <torch/types.h>
 
@@ -48,6 +53,14 @@ class StageGeometry {
   torch::Tensor Step(const torch::Tensor& x, double t, double t_next,
                      const torch::Tensor& pred) const;
 
+  // Latent packages' denoisers predict model-native quantities (Prediction): the stage target
+  // from such a prediction `pred` made at (x, t), and back. flow_velocity: target = pred *
+  // (sigma(s) - sigma(e)); epsilon: target = pred; v: target = a(t) pred + b(t) x. v1
+  // schedules (kStageTarget) return pred unchanged.
+  torch::Tensor TargetFromModel(const torch::Tensor& x, double t, const torch::Tensor& pred) const;
+  torch::Tensor ModelFromTarget(const torch::Tensor& x, double t,
+                                const torch::Tensor& target) const;
+
   // Clean stage-rate video estimated in closed form from x_t and the prediction at t
   // (section 6, generalised to VP): exact for an exact prediction, no network call.
   torch::Tensor Preview(const torch::Tensor& x, double t, const torch::Tensor& pred) const;
@@ -72,10 +85,15 @@ struct JumpCoefficients {
 };
 JumpCoefficients ComputeJump(const NoiseSchedule& schedule, const Stage& from, const Stage& to);
 
-// Applies the jump. `pair_noise_source` is standard normal noise of x_end's shape (one z per
-// frame pair); the pair noise is (+z, -z) across the duplicated frames.
+// Applies the jump. `pair_noise_source` is standard normal noise with one z per frame pair,
+// [B, C, pooled frames of x_end, H, W]; the pair noise is (+z, -z) across the duplicated
+// frames. With a causal first frame, `first_frame_noise` [B, C, 1, H, W] is a fresh
+// independent draw z0 for frame 0, which is not duplicated: x_s[0] = c x_e[0] + alpha z0
+// (c^2 b(e)^2 + alpha^2 = b(s)^2, so frame 0 lands on the marginal at s like the pairs).
+// Undefined `first_frame_noise` = no causal frame.
 torch::Tensor ApplyJump(const torch::Tensor& x_end, const JumpCoefficients& jump,
-                        const torch::Tensor& pair_noise_source);
+                        const torch::Tensor& pair_noise_source,
+                        const torch::Tensor& first_frame_noise = {});
 
 }  // namespace tpdiff::core
 
