@@ -1,6 +1,7 @@
-"""The fine-tuning kit where core/ has no counterpart to compare with: timestep shift, the
-causal first latent frame, the discrete VP schedule with epsilon and v prediction, per-sample
-stage draws, and the alignment solver's optimality.
+"""The fine-tuning kit's own behaviour: stage end and start points, targets in every
+prediction's units (flow_velocity with shift, VP epsilon and v) with and without a causal
+first latent frame, one stage = ordinary training, per-sample stage draws, losses, alignment
+and the solver's optimality. Parity with core/ is finetune_parity.py (ctest finetune.parity).
 
     python3 python/tests/test_finetune.py
 """
@@ -16,7 +17,7 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from tpdiff_kit import alignment  # noqa: E402
-from tpdiff_kit import training_method as tm  # noqa: E402
+from tpdiff_kit import method  # noqa: E402
 from tpdiff_kit.finetune import TPDiffTraining  # noqa: E402
 
 # A Wan-style latent package: 17 pixel frames -> 1 + 4 latent frames, causal first frame.
@@ -55,53 +56,6 @@ def max_diff(a, b):
     return (a.double() - b.double()).abs().max().item()
 
 
-class PoolingTest(unittest.TestCase):
-    def test_causal_projection_is_orthogonal_and_keeps_frame_zero(self):
-        g = torch.Generator().manual_seed(1)
-        x = torch.randn(2, 3, 9, 2, 2, generator=g, dtype=torch.float64)
-        y = torch.randn(2, 3, 9, 2, 2, generator=g, dtype=torch.float64)
-        p = tm.temporal_project(x, causal=True)
-        self.assertEqual(tm.temporal_down(x, causal=True).shape[2], 5)
-        self.assertLess(max_diff(tm.temporal_project(p, causal=True), p), 1e-12)  # P^2 = P
-        self.assertLess(abs((p * y).sum().item()
-                            - (x * tm.temporal_project(y, causal=True)).sum().item()), 1e-9)
-        self.assertTrue(torch.equal(p[:, :, 0], x[:, :, 0]))
-        self.assertLess(max_diff(p[:, :, 1], (x[:, :, 1] + x[:, :, 2]) / 2), 1e-12)
-        self.assertEqual(tm.stage_frames(16, 3), 4)
-        self.assertEqual(tm.stage_frames(5, 3, causal=True), 2)
-        with self.assertRaisesRegex(ValueError, "frames: 6 needs frames - 1"):
-            tm.stage_frames(6, 3, causal=True)
-
-
-class ScheduleTest(unittest.TestCase):
-    def test_flow_shift_and_its_inverse(self):
-        s = tm.FlowSchedule(shift=3.0)
-        for t in (0.0, 0.1, 0.5, 2 / 3, 1.0):
-            self.assertAlmostEqual(s.t_of_sigma(s.sigma(t)), t, places=14)
-        self.assertAlmostEqual(s.sigma(0.5), 0.75, places=14)  # 3 * .5 / (1 + 2 * .5)
-        self.assertAlmostEqual(s.timestep(0.5), 750.0, places=9)
-
-    def test_jump_start_doubles_the_noise_to_signal_ratio_squared(self):
-        for s in (tm.FlowSchedule(3.0), tm.VPDiscreteSchedule(), tm.VPContinuousSchedule(),
-                  tm.VPDiscreteSchedule("linear", 0.0001, 0.02)):
-            for e in (0.2, 1 / 3, 0.6):
-                start = s.jump_start(e)
-                self.assertGreater(start, e)
-                self.assertAlmostEqual(s.lam(start) / s.lam(e), math.sqrt(2), places=9)
-
-    def test_vp_discrete_matches_its_betas(self):
-        s = tm.VPDiscreteSchedule("scaled_linear", 0.00085, 0.012, 1000)
-        betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2
-        ab = torch.cumprod(1 - betas, 0)
-        self.assertAlmostEqual(s.a(0.0) ** 2, ab[0].item(), places=12)
-        self.assertAlmostEqual(s.a(1.0) ** 2, ab[-1].item(), places=12)
-        self.assertAlmostEqual(s.a(500 / 999) ** 2, ab[500].item(), places=12)
-        self.assertAlmostEqual(s.timestep(0.5), 499.5, places=9)
-        # Between indices log(alphabar) is linear.
-        mid = 0.5 * (math.log(ab[10].item()) + math.log(ab[11].item()))
-        self.assertAlmostEqual(math.log(s.a(10.5 / 999) ** 2), mid, places=12)
-
-
 class TargetTest(unittest.TestCase):
     def test_window_ends_are_the_stage_end_and_start_points(self):
         for kit in kits():
@@ -109,27 +63,26 @@ class TargetTest(unittest.TestCase):
             x0 = latents(causal)
             s = kit.schedule
             for k in (1, 2, 3):
-                w = kit.window(k)
+                w = kit.window(k, x0.shape[2])
                 d = kit.stage_clean(x0, k)
                 eps = torch.randn(d.shape, dtype=torch.float64)
-                x_e = d * s.a(w.end) + eps * s.b(w.end)
-                x_s = eps if k == 3 else (tm.temporal_up(kit.stage_clean(x0, k + 1), causal)
-                                          * s.a(w.start) + eps * s.b(w.start))
+                x_e = d * s.a(w.r_end) + eps * s.b(w.r_end)
+                x_s = eps if k == 3 else (method.up(kit.stage_clean(x0, k + 1), causal)
+                                          * s.a(w.r_start) + eps * s.b(w.r_start))
                 at_e = kit.build(x0, k, torch.full((3,), w.end, dtype=torch.float64), eps)
                 at_s = kit.build(x0, k, torch.full((3,), w.start, dtype=torch.float64), eps)
-                what = (s.kind, kit.prediction, causal, k)
+                what = (type(s).__name__, kit.prediction, causal, k)
                 self.assertLess(max_diff(at_e.x_t, x_e), 1e-12, what)
                 self.assertLess(max_diff(at_s.x_t, x_s), 1e-12, what)
-                if s.kind == "flow_matching":
-                    self.assertLess(max_diff(at_e.target, (x_s - x_e) / (
-                        s.sigma(w.start) - s.sigma(w.end))), 1e-12, what)
-                    self.assertAlmostEqual(at_e.velocity_scale,
-                                           s.sigma(w.start) - s.sigma(w.end), places=14)
+                if kit.flow:
+                    self.assertLess(max_diff(at_e.target, (x_s - x_e) / (w.r_start - w.r_end)),
+                                    1e-12, what)
+                    self.assertAlmostEqual(at_e.velocity_scale, w.r_start - w.r_end, places=14)
                 else:
                     eps_k = at_e.target if kit.prediction == "epsilon" else (
-                        s.a(w.end) * at_e.target + s.b(w.end) * at_e.x_t)
-                    rebuilt = (x_s / s.a(w.start) + eps_k * (s.lam(w.end) - s.lam(w.start))
-                               ) * s.a(w.end)
+                        s.a(w.r_end) * at_e.target + s.b(w.r_end) * at_e.x_t)
+                    rebuilt = (x_s / s.a(w.r_start) + eps_k * (s.lam(w.r_end) - s.lam(w.r_start))
+                               ) * s.a(w.r_end)
                     self.assertLess(max_diff(rebuilt, x_e), 1e-9, what)
 
     def test_flow_target_is_the_derivative_in_sigma(self):
@@ -137,15 +90,16 @@ class TargetTest(unittest.TestCase):
         s = kit.schedule
         x0 = latents(True)
         for k in (1, 2, 3):
-            w = kit.window(k)
+            w = kit.window(k, x0.shape[2])
             eps = torch.randn(kit.stage_clean(x0, k).shape, dtype=torch.float64)
             t0, t1 = w.end + 0.3 * (w.start - w.end), w.end + 0.7 * (w.start - w.end)
             b0 = kit.build(x0, k, torch.full((3,), t0, dtype=torch.float64), eps)
             b1 = kit.build(x0, k, torch.full((3,), t1, dtype=torch.float64), eps)
-            slope = (b1.x_t - b0.x_t) / (s.sigma(t1) - s.sigma(t0))
+            slope = (b1.x_t - b0.x_t) / (s.level(t1) - s.level(t0))
             self.assertLess(max_diff(slope, b0.target), 1e-9, k)
             self.assertLess(max_diff(b0.target, b1.target), 1e-12, k)  # constant along the stage
-            self.assertAlmostEqual(b0.timestep[0].item(), s.sigma(t0) * 1000, places=3)
+            self.assertAlmostEqual(b0.timestep[0].item(), s.level(t0) * 1000, places=3)
+            self.assertAlmostEqual(b0.noise_level[0].item(), 3 * t0 / (1 + 2 * t0), places=12)
 
     def test_v_target_gives_eps_through_the_contract_identity(self):
         kit = kits()[2]
@@ -165,23 +119,22 @@ class TargetTest(unittest.TestCase):
             self.assertLess(max_diff(bv.timestep, t * 999), 1e-3, k)
 
     def test_stage_start_is_the_jump_from_the_previous_stage_end(self):
-        """Signal: c Up(x_e) has the start point's mean; noise: c^2 b(e)^2 + alpha^2 = b(s)^2
-        (the causal frame 0 takes a fresh z0 with the same alpha)."""
+        """The start point's signal is c Up(x_e) of the previous stage's end point, and
+        c^2 b(e)^2 + alpha^2 = b(s)^2 (a causal frame 0 takes a fresh z0 with the same alpha)."""
         for kit in kits():
             causal = kit.causal_first_frame
             s = kit.schedule
             x0 = latents(causal)
             for k in (1, 2):
-                ws, we = kit.window(k), kit.window(k + 1)
-                c = s.a(ws.start) / s.a(we.end)
-                alpha = s.b(ws.start) / math.sqrt(2)
+                ws, we = kit.window(k, x0.shape[2]), kit.window(k + 1, x0.shape[2])
+                jump = method.jump_coefficients(s, we, ws)
                 zero = torch.zeros_like(kit.stage_clean(x0, k))
                 start = kit.build(x0, k, torch.full((3,), ws.start, dtype=torch.float64), zero).x_t
                 end = kit.build(x0, k + 1, torch.full((3,), we.end, dtype=torch.float64),
                                 torch.zeros_like(kit.stage_clean(x0, k + 1))).x_t
-                self.assertLess(max_diff(start, c * tm.temporal_up(end, causal)), 1e-12)
-                self.assertAlmostEqual(c ** 2 * s.b(we.end) ** 2 + alpha ** 2, s.b(ws.start) ** 2,
-                                       places=9)
+                self.assertLess(max_diff(start, jump.c * method.up(end, causal)), 1e-12)
+                self.assertAlmostEqual(jump.c ** 2 * s.b(we.r_end) ** 2 + jump.alpha ** 2,
+                                       s.b(ws.r_start) ** 2, places=9)
 
     def test_one_stage_is_ordinary_training(self):
         m = dict(MANIFEST, stages=1)
@@ -190,7 +143,7 @@ class TargetTest(unittest.TestCase):
         eps = torch.randn(x0.shape, dtype=torch.float64)
         t = torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64)
         b = kit.build(x0, 1, t, eps)
-        sig = torch.tensor([kit.schedule.sigma(x) for x in t.tolist()], dtype=torch.float64)
+        sig = torch.tensor([kit.schedule.level(x) for x in t.tolist()], dtype=torch.float64)
         sig5 = sig.reshape(-1, 1, 1, 1, 1)
         self.assertLess(max_diff(b.x_t, (1 - sig5) * x0 + sig5 * eps), 1e-12)
         self.assertLess(max_diff(b.target, eps - x0), 1e-12)
@@ -244,10 +197,8 @@ class DrawTest(unittest.TestCase):
             TPDiffTraining.from_manifest(MANIFEST, stage_weights=[1, -1, 1])
         with self.assertRaisesRegex(ValueError, "prediction: 'epsilon' is not one of"):
             TPDiffTraining.from_manifest(MANIFEST, prediction="epsilon")
-        with self.assertRaisesRegex(ValueError, "shift: 0.5 must be"):
-            tm.FlowSchedule(0.5)
         kit = TPDiffTraining.from_manifest(MANIFEST)
-        with self.assertRaisesRegex(ValueError, "frames: 6 needs frames - 1"):
+        with self.assertRaisesRegex(ValueError, "frames: latent frames - 1 = 5 must be"):
             kit.draw_batch(torch.zeros(2, 4, 6, 3, 3), torch.Generator())
 
 

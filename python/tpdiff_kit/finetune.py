@@ -14,7 +14,7 @@ What a batch holds (docs/method.md, method note section 4):
 - D_k(x0): the clip pooled k-1 times in time (pairs averaged; with causal_first_frame the
   first latent frame is kept as is at every stage);
 - t uniform in the stage window [e_k, s_k] of UNSHIFTED time (the window's start rolled back
-  for the jump), the noise level sigma(t) (flow: the shifted sigma; VP: b(t));
+  for the jump), the noise level r(t) (flow: the shifted sigma; VP: tau = t);
 - x_t on the stage path between x_s = a(s) Up(D_{k+1}) + b(s) eps (x_s = eps for the noisiest
   stage) and x_e = a(e) D_k + b(e) eps, with one eps for both;
 - the target in the model's prediction units: flow "flow_velocity" (x_s - x_e)/(sigma_s -
@@ -30,14 +30,15 @@ Nothing here depends on the network: it sees tensors in, tensors out.
 """
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import List, Optional, Sequence
 
 import math
 
 import torch
 
-from . import alignment
-from . import training_method as tm
+from tpdiff_kit import alignment
+from tpdiff_kit import method
 
 
 @dataclass
@@ -52,10 +53,10 @@ class StageBatch:
     timestep: torch.Tensor     # [n] the denoiser's timestep input
     stage_ids: torch.Tensor    # [n] all equal to `stage`
     t: torch.Tensor            # [n] unshifted time inside the window
-    noise_level: torch.Tensor  # [n] flow: sigma(t); VP: b(t)
+    noise_level: torch.Tensor  # [n] the schedule's level r(t): flow sigma(t), VP tau = t
     eps: torch.Tensor          # [n, C, T_k, h, w] the noise after alignment
     clean: torch.Tensor        # [n, C, T_k, h, w] D_k(x0)
-    window: tm.StageWindow
+    window: method.Stage       # the stage's window (start/end in t, r_start/r_end in level)
     # Flow matching: sigma(s_k) - sigma(e_k). target * velocity_scale is the stage velocity
     # x_s - x_e in the stage's u units, the built-in (v1) network's target in core/.
     velocity_scale: float = 1.0
@@ -66,18 +67,23 @@ class TPDiffTraining:
     pure functions of their arguments (random draws come from the generators passed in), so
     one instance may serve several data-loader or training threads."""
 
-    def __init__(self, schedule, num_stages: int = 3, causal_first_frame: bool = False,
-                 prediction: Optional[str] = None,
+    def __init__(self, schedule: method.Schedule, num_stages: int = 3,
+                 causal_first_frame: bool = False, prediction: Optional[str] = None,
                  stage_weights: Optional[Sequence[float]] = None,
                  boundaries: Optional[Sequence[float]] = None, align_noise: bool = True):
         self.schedule = schedule
-        self.num_stages = int(num_stages)
-        self.causal_first_frame = bool(causal_first_frame)
-        self.prediction = prediction or schedule.predictions[0]
-        if self.prediction not in schedule.predictions:
+        self.flow = isinstance(schedule, method.FlowMatching)
+        kind = "flow_matching" if self.flow else "vp"
+        allowed = method.PREDICTIONS[kind]
+        self.prediction = prediction or allowed[0]
+        if self.prediction not in allowed:
             raise ValueError(f"prediction: '{self.prediction}' is not one of "
-                             f"{', '.join(schedule.predictions)} for a {schedule.kind} schedule")
-        self.windows = tm.stage_windows(schedule, self.num_stages, boundaries)
+                             f"{', '.join(allowed)} for a {kind} schedule")
+        self.num_stages = int(num_stages)
+        if not 1 <= self.num_stages <= 5:
+            raise ValueError(f"stages: {self.num_stages} is outside the supported range 1..5")
+        self.causal_first_frame = bool(causal_first_frame)
+        self.boundaries = list(boundaries) if boundaries else None
         if stage_weights is not None:
             stage_weights = [float(w) for w in stage_weights]
             if len(stage_weights) != self.num_stages:
@@ -90,13 +96,16 @@ class TPDiffTraining:
                 raise ValueError("stage_weights: at least one weight must be positive")
         self.stage_weights = stage_weights
         self.align_noise = bool(align_noise)
+        self._plan = lru_cache(maxsize=8)(self._make_plan)
+        # Checks the windows (boundaries, jump correction) once, on the smallest clip.
+        self._plan((1 if self.causal_first_frame else 0) + (1 << (self.num_stages - 1)))
 
     @classmethod
     def from_manifest(cls, manifest: dict, **overrides) -> "TPDiffTraining":
         """Settings of a latent package manifest (model.json, contract format 2): schedule,
         prediction, stages, boundaries, vae.causal_first_frame. Keyword overrides win."""
         sched = manifest.get("schedule", {})
-        args = dict(schedule=tm.schedule_from_manifest(sched),
+        args = dict(schedule=method.schedule_from_manifest(sched),
                     num_stages=manifest.get("stages", 3),
                     causal_first_frame=manifest.get("vae", {}).get("causal_first_frame", False),
                     prediction=sched.get("prediction"),
@@ -106,23 +115,30 @@ class TPDiffTraining:
 
     # -- geometry -----------------------------------------------------------------------------
 
-    def window(self, k: int) -> tm.StageWindow:
+    def _make_plan(self, frames: int) -> List[method.Stage]:
+        return method.plan_stages(self.schedule, frames, self.causal_first_frame,
+                                  [1] * self.num_stages, self.boundaries)
+
+    def window(self, k: int, frames: Optional[int] = None) -> method.Stage:
+        """Stage k's window (and frame count, for a clip of `frames` latent frames)."""
         if not 1 <= k <= self.num_stages:
             raise ValueError(f"stage: {k} is outside 1..{self.num_stages}")
-        return self.windows[self.num_stages - k]
+        if frames is None:
+            frames = (1 if self.causal_first_frame else 0) + (1 << (self.num_stages - 1))
+        return self._plan(frames)[self.num_stages - k]
 
     def stage_frames(self, frames: int, k: int) -> int:
-        return tm.stage_frames(frames, k, self.causal_first_frame)
+        return method.stage_frames(frames, k, self.causal_first_frame)
 
     def stage_clean(self, x0: torch.Tensor, k: int) -> torch.Tensor:
         """D_k(x0): [B, C, T, h, w] pooled k - 1 times in time."""
         self._check_clips(x0)
-        return tm.temporal_down_times(x0, k - 1, self.causal_first_frame)
+        return method.down_times(x0, k - 1, self.causal_first_frame)
 
     def _check_clips(self, x0: torch.Tensor) -> None:
         if x0.dim() != 5:
             raise ValueError(f"latents: expected [B, C, T, h, w], got {tuple(x0.shape)}")
-        tm.stage_frames(x0.shape[2], self.num_stages, self.causal_first_frame)
+        method.stage_frames(x0.shape[2], self.num_stages, self.causal_first_frame)
 
     # -- deterministic core -------------------------------------------------------------------
 
@@ -130,8 +146,8 @@ class TPDiffTraining:
               indices: Optional[torch.Tensor] = None) -> StageBatch:
         """x_t, target and inputs for clean clips x0 [n, C, T, h, w] at stage `stage`, times
         t [n] (unshifted, inside the window) and noise eps [n, C, T_k, h, w] (no alignment)."""
-        win = self.window(stage)
         d = self.stage_clean(x0, stage)
+        win = self.window(stage, x0.shape[2])
         if eps.shape != d.shape:
             raise ValueError(f"noise: shape {tuple(eps.shape)} != stage {stage} clip shape "
                              f"{tuple(d.shape)}")
@@ -140,10 +156,10 @@ class TPDiffTraining:
         if len(times) != n:
             raise ValueError(f"t: {len(times)} values for {n} clips")
         sched = self.schedule
-        states = [tm.state_mix(sched, win, ti) for ti in times]
-        qd = torch.zeros_like(d) if win.from_noise else tm.temporal_project(
-            d, self.causal_first_frame)
-
+        geo = method.StageGeometry(sched, win, self.causal_first_frame)
+        levels = [sched.level(ti) for ti in times]
+        states = [geo.state(r) for r in levels]
+        qd = geo.q(d)
         # Per-sample coefficients rounded to float32 first (as core/ does) unless the clips are
         # float64; half-precision clips get the float32 values.
         coef_dtype = torch.float64 if x0.dtype == torch.float64 else torch.float32
@@ -154,41 +170,34 @@ class TPDiffTraining:
 
         x_t = (column([m.alpha for m in states]) * d + column([m.gamma for m in states]) * qd
                + column([m.sigma for m in states]) * eps)
-        velocity_scale = 1.0
-        if sched.kind == "flow_matching":
-            velocity_scale = sched.sigma(win.start) - sched.sigma(win.end)
-            tg = tm.stage_velocity_mix(sched, win)
-            target = (d * (tg.alpha / velocity_scale) + eps * (tg.sigma / velocity_scale)
-                      + qd * (tg.gamma / velocity_scale))
+        # The stage target (core's: velocity x_s - x_e in u units, or eps_k), then the
+        # model-native prediction the denoiser is trained on.
+        stage_target = geo.compose(geo.target(), d, eps)
+        velocity_scale = win.r_start - win.r_end if self.flow else 1.0
+        if self.prediction == "v":
+            target = torch.cat([
+                method.target_to_prediction("v", geo, x_t[i:i + 1], levels[i],
+                                            stage_target[i:i + 1]) for i in range(n)])
         else:
-            tg = tm.stage_eps_mix(sched, win)
-            if self.prediction == "epsilon":
-                target = d * tg.alpha + eps * tg.sigma + qd * tg.gamma
-            else:  # "v": eps = a(t) v + b(t) x_t
-                a_t = [sched.a(ti) for ti in times]
-                b_t = [sched.b(ti) for ti in times]
-                target = (column([(tg.alpha - b * m.alpha) / a for m, a, b in zip(states, a_t, b_t)]) * d
-                          + column([(tg.gamma - b * m.gamma) / a for m, a, b in zip(states, a_t, b_t)]) * qd
-                          + column([(tg.sigma - b * m.sigma) / a for m, a, b in zip(states, a_t, b_t)]) * eps)
+            target = method.target_to_prediction(self.prediction, geo, x_t, levels[0],
+                                                 stage_target)
         device = x0.device
         return StageBatch(
             stage=stage,
             indices=(indices if indices is not None else torch.arange(n)).to(device),
             x_t=x_t,
             target=target,
-            timestep=torch.tensor([sched.timestep(ti) for ti in times],
+            timestep=torch.tensor([sched.timestep(r) for r in levels],
                                   dtype=torch.float32, device=device),
             stage_ids=torch.full((n,), stage, dtype=torch.long, device=device),
             t=torch.tensor(times, dtype=torch.float64, device=device),
-            noise_level=torch.tensor([sched.sigma(ti) for ti in times], dtype=torch.float64,
-                                     device=device),
+            noise_level=torch.tensor(levels, dtype=torch.float64, device=device),
             eps=eps,
             clean=d,
             window=win,
             velocity_scale=velocity_scale)
 
     # -- draws --------------------------------------------------------------------------------
-
     def draw_stage(self, generator: torch.Generator) -> int:
         """One stage from the weights, consuming `generator` exactly as core's
         DrawTrainingBatch does (randint without weights, one float64 rand with them)."""
@@ -216,12 +225,12 @@ class TPDiffTraining:
     def _draw_group(self, x0: torch.Tensor, stage: int, generator: torch.Generator,
                     noise_generator: Optional[torch.Generator],
                     indices: Optional[torch.Tensor]) -> StageBatch:
-        win = self.window(stage)
+        win = self.window(stage, x0.shape[2])
         n = x0.shape[0]
         u = torch.rand(n, generator=generator, dtype=torch.float64)
         t = win.end + (win.start - win.end) * u
         shape = list(x0.shape)
-        shape[2] = self.stage_frames(x0.shape[2], stage)
+        shape[2] = win.frames
         if noise_generator is not None:
             eps = torch.randn(shape, generator=noise_generator, device=x0.device, dtype=x0.dtype)
         else:

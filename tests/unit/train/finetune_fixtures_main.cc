@@ -3,11 +3,17 @@
 // fine-tuning kit's parity test (python/tests/test_finetune_parity.py), which must reproduce
 // every tensor to 1e-6 and every assignment exactly.
 //
-// Tensors, for each schedule <p> of core (fm = flow matching, vp = vp_eps):
+// Tensors, for each schedule <p>: v1 fm (flow matching) and vp (vp_eps, continuous) on the
+// 16 clip frames; latent flow3c (shift 3, timestep scale 1000, causal first frame: the
+// first 13 frames), vpeps (discrete scaled_linear VP, epsilon) and vpvc (the same, v
+// prediction, causal):
 //   clips                      [6, 3, 16, 32, 32] RenderClipBatch(32x32, 16 frames, seed 11)
 //   <p>/windows                [3, 2] float64: (s_k, e_k) for k = 1..3
 //   <p>/jumps                  [2, 2] float64: (c, alpha) of the jump into stage k = 1, 2
-//   <p>/build<k>/{t,eps,x_t,target}   BuildTrainingBatch at stage k for given t and noise
+//   <p>/build<k>/{t,eps,x_t,target,model_target,timestep}   BuildTrainingBatch at stage k for
+//                              given t and noise; target is the stage target (flow: x_s - x_e
+//                              in u units), model_target its StageGeometry::ModelFromTarget,
+//                              timestep NoiseSchedule::ModelTimestep(t)
 //   <p>/draw<i>/{seed,weights,stage,t,x_t,target}   DrawTrainingBatch from a CPU generator
 //                              seeded with `seed` (weights empty = uniform), alignment on
 // and for the alignment solver alone:
@@ -38,13 +44,14 @@ torch::Tensor Doubles(const std::vector<double>& v) {
   return torch::tensor(v, torch::kDouble).clone();
 }
 
-void AddSchedule(core::Parameterization p, const std::string& name, const torch::Tensor& clips,
-                 model::NamedTensors& out) {
+void AddSchedule(const core::NoiseSchedule& schedule, bool causal, const std::string& name,
+                 const torch::Tensor& clips, model::NamedTensors& out) {
   core::StagePlanOptions options;
   options.num_frames = static_cast<int>(clips.size(2));
+  options.causal_first_frame = causal;
   options.num_stages = 3;
   options.steps_per_stage = {4, 4, 4};
-  const core::StagePlan plan = *core::StagePlan::Create(core::NoiseSchedule(p), options);
+  const core::StagePlan plan = *core::StagePlan::Create(schedule, options);
   std::vector<double> windows, jumps;
   for (int k = 1; k <= 3; ++k) {
     windows.push_back(plan.stage(k).start);
@@ -67,14 +74,25 @@ void AddSchedule(core::Parameterization p, const std::string& name, const torch:
     t[0] = st.end;
     t[1] = st.start;
     std::vector<int64_t> shape(clips.sizes().begin(), clips.sizes().end());
-    shape[2] = st.frames;
+    shape[2] = st.frames;  // with a causal first frame: 1 + pooled frames
     const torch::Tensor eps = at::randn(shape, gen, torch::kFloat);
     const core::TrainingBatch b = core::BuildTrainingBatch(plan, k, clips, t, eps);
+    const core::StageGeometry geometry(plan.schedule(), st, k == plan.num_stages());
+    std::vector<torch::Tensor> model_target;
+    std::vector<double> timestep;
+    for (int64_t i = 0; i < kBatch; ++i) {
+      const double ti = t[i].item<double>();
+      model_target.push_back(
+          geometry.ModelFromTarget(b.x_t.narrow(0, i, 1), ti, b.target.narrow(0, i, 1)));
+      timestep.push_back(plan.schedule().ModelTimestep(ti));
+    }
     const std::string prefix = name + "/build" + std::to_string(k) + "/";
     out.emplace_back(prefix + "t", t);
     out.emplace_back(prefix + "eps", eps);
     out.emplace_back(prefix + "x_t", b.x_t);
     out.emplace_back(prefix + "target", b.target);
+    out.emplace_back(prefix + "model_target", torch::cat(model_target));
+    out.emplace_back(prefix + "timestep", Doubles(timestep));
   }
 
   const std::vector<std::vector<double>> weights = {{}, {}, {}, {1, 0, 3}, {1, 1, 2}, {2, 1, 1}};
@@ -131,8 +149,20 @@ int Run(const std::string& path) {
   const torch::Tensor clips = RenderClipBatch(spec, kBatch, 11).video;
   model::NamedTensors out;
   out.emplace_back("clips", clips);
-  AddSchedule(core::Parameterization::kFlowMatching, "fm", clips, out);
-  AddSchedule(core::Parameterization::kVpEps, "vp", clips, out);
+  AddSchedule(core::NoiseSchedule(core::Parameterization::kFlowMatching), false, "fm", clips,
+              out);
+  AddSchedule(core::NoiseSchedule(core::Parameterization::kVpEps), false, "vp", clips, out);
+  const torch::Tensor causal_clips = clips.narrow(2, 0, 13).contiguous();  // 1 + 12 frames
+  spec::ScheduleConfig flow;
+  flow.shift = 3.0;
+  flow.timestep_scale = 1000.0;
+  AddSchedule(*core::NoiseSchedule::FromConfig(flow), true, "flow3c", causal_clips, out);
+  spec::ScheduleConfig vp;
+  vp.type = core::Parameterization::kVpEps;
+  vp.prediction = spec::Prediction::kEpsilon;
+  AddSchedule(*core::NoiseSchedule::FromConfig(vp), false, "vpeps", clips, out);
+  vp.prediction = spec::Prediction::kV;
+  AddSchedule(*core::NoiseSchedule::FromConfig(vp), true, "vpvc", causal_clips, out);
   AddAlignment(8, 21, out);
   AddAlignment(48, 22, out);
   AddRandomCosts(7, 31, out);

@@ -1,6 +1,6 @@
 """Parity of the Python fine-tuning kit with core/ (the functions behind tpdiff-train).
 
-    python3 python/tests/test_finetune_parity.py FIXTURES.safetensors
+    python3 python/tests/finetune_parity.py FIXTURES.safetensors
 
 FIXTURES is written by tests/unit/train's tpdiff_finetune_fixtures (ctest runs it first). The
 kit must reproduce core's stage windows and jump coefficients, x_t and the targets for given
@@ -10,9 +10,11 @@ the assignments of the alignment solver, to 1e-6 (assignments exactly).
 Units: core's flow-matching target is the stage velocity x_s - x_e in the stage's u units
 (the built-in v1 network's output); the kit's "flow_velocity" target is that divided by
 sigma(s_k) - sigma(e_k) (the contract's units). They are compared through
-StageBatch.velocity_scale. core's schedules are flow matching without shift and the
-continuous VP schedule of v1 packages: the kit's FlowSchedule(shift=1, timestep_scale=1) and
-VPContinuousSchedule.
+StageBatch.velocity_scale; core's model-native target (StageGeometry::ModelFromTarget) is
+compared with the kit's target directly. Schedules: v1 flow matching (the kit's
+FlowMatching(shift=1, timestep_scale=1), whose timestep input is t) and v1 continuous VP
+(ContinuousVP, epsilon = eps_k); latent flow with shift 3 and a causal first frame, discrete
+VP with epsilon, discrete VP with v and a causal first frame.
 """
 
 import os
@@ -24,18 +26,37 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from tpdiff_kit import alignment  # noqa: E402
-from tpdiff_kit import training_method as tm  # noqa: E402
+from tpdiff_kit import method  # noqa: E402
+from tpdiff_kit import safetensors  # noqa: E402
 from tpdiff_kit.finetune import TPDiffTraining  # noqa: E402
-from tpdiff_kit.safetensors_io import read_safetensors  # noqa: E402
 
 TOL = 1e-6
 FIXTURES = {}
 
 
+# name: (schedule, prediction, causal first frame)
+SCHEDULES = {
+    "fm": (lambda: method.FlowMatching(shift=1.0, timestep_scale=1.0), "flow_velocity", False),
+    "vp": (method.ContinuousVP, "epsilon", False),
+    "flow3c": (lambda: method.FlowMatching(shift=3.0, timestep_scale=1000.0), "flow_velocity",
+               True),
+    "vpeps": (method.DiscreteVP, "epsilon", False),
+    "vpvc": (method.DiscreteVP, "v", True),
+}
+
+# v1 packages' networks predict the stage target itself (core's Prediction::kStageTarget).
+V1 = ("fm", "vp")
+
+
 def kit_for(name, weights=None):
-    schedule = (tm.FlowSchedule(shift=1.0, timestep_scale=1.0) if name == "fm"
-                else tm.VPContinuousSchedule())
-    return TPDiffTraining(schedule, num_stages=3, stage_weights=weights or None)
+    make, prediction, causal = SCHEDULES[name]
+    return TPDiffTraining(make(), num_stages=3, causal_first_frame=causal,
+                          prediction=prediction, stage_weights=weights or None)
+
+
+def clips_for(name):
+    clips = FIXTURES["clips"]
+    return clips[:, :, :13].contiguous() if SCHEDULES[name][2] else clips
 
 
 def max_diff(a, b):
@@ -44,56 +65,62 @@ def max_diff(a, b):
 
 class ParityTest(unittest.TestCase):
     def test_windows_and_jumps(self):
-        for name in ("fm", "vp"):
+        for name in SCHEDULES:
             kit = kit_for(name)
+            frames = clips_for(name).shape[2]
             windows = FIXTURES[f"{name}/windows"]
             for k in (1, 2, 3):
-                w = kit.window(k)
+                w = kit.window(k, frames)
                 self.assertLessEqual(abs(w.start - windows[k - 1, 0].item()), 1e-12, (name, k))
                 self.assertLessEqual(abs(w.end - windows[k - 1, 1].item()), 1e-12, (name, k))
             jumps = FIXTURES[f"{name}/jumps"]
-            sched = kit.schedule
             for k in (1, 2):
-                c = sched.a(kit.window(k).start) / sched.a(kit.window(k + 1).end)
-                alpha = sched.b(kit.window(k).start) / tm.SQRT2
-                self.assertLessEqual(abs(c - jumps[k - 1, 0].item()), 1e-12, (name, k))
-                self.assertLessEqual(abs(alpha - jumps[k - 1, 1].item()), 1e-12, (name, k))
+                j = method.jump_coefficients(kit.schedule, kit.window(k + 1, frames),
+                                             kit.window(k, frames))
+                self.assertLessEqual(abs(j.c - jumps[k - 1, 0].item()), 1e-12, (name, k))
+                self.assertLessEqual(abs(j.alpha - jumps[k - 1, 1].item()), 1e-12, (name, k))
 
     def test_built_batches(self):
-        clips = FIXTURES["clips"]
-        for name in ("fm", "vp"):
+        for name in SCHEDULES:
             kit = kit_for(name)
+            clips = clips_for(name)
             for k in (1, 2, 3):
                 p = f"{name}/build{k}/"
                 b = kit.build(clips, k, FIXTURES[p + "t"], FIXTURES[p + "eps"])
                 self.assertLessEqual(max_diff(b.x_t, FIXTURES[p + "x_t"]), TOL, p)
-                self.assertLessEqual(
-                    max_diff(b.target * b.velocity_scale, FIXTURES[p + "target"]), TOL, p)
-                if name == "fm":  # the contract's units: (x_s - x_e) / (sigma_s - sigma_e)
+                if name not in V1:  # latent packages: the model-native target
+                    self.assertLessEqual(max_diff(b.target, FIXTURES[p + "model_target"]),
+                                         TOL, p)
+                self.assertLessEqual(max_diff(b.timestep, FIXTURES[p + "timestep"]),
+                                     TOL * max(1.0, FIXTURES[p + "timestep"].abs().max().item()),
+                                     p)
+                if kit.flow:  # core's stage velocity x_s - x_e, in u units
                     self.assertLessEqual(
-                        max_diff(b.target, FIXTURES[p + "target"] / b.velocity_scale), TOL, p)
-                    self.assertLessEqual(max_diff(b.noise_level, FIXTURES[p + "t"]), 1e-12, p)
-                self.assertLessEqual(max_diff(b.timestep, FIXTURES[p + "t"]), TOL, p)
+                        max_diff(b.target * b.velocity_scale, FIXTURES[p + "target"]), TOL, p)
+                elif kit.prediction == "epsilon":  # eps_k is core's stage target itself
+                    self.assertLessEqual(max_diff(b.target, FIXTURES[p + "target"]), TOL, p)
 
     def test_draws_from_the_same_seed(self):
-        clips = FIXTURES["clips"]
         stages_seen = set()
-        for name in ("fm", "vp"):
+        for name in SCHEDULES:
+            clips = clips_for(name)
             i = 0
             while f"{name}/draw{i}/seed" in FIXTURES:
                 p = f"{name}/draw{i}/"
-                weights = FIXTURES[p + "weights"].tolist()
-                kit = kit_for(name, weights)
+                kit = kit_for(name, FIXTURES[p + "weights"].tolist())
                 gen = torch.Generator().manual_seed(int(FIXTURES[p + "seed"].item()))
                 b = kit.draw_batch(clips, gen)
                 self.assertEqual(b.stage, int(FIXTURES[p + "stage"].item()), p)
                 stages_seen.add(b.stage)
                 self.assertLessEqual(max_diff(b.t, FIXTURES[p + "t"]), TOL, p)
                 self.assertLessEqual(max_diff(b.x_t, FIXTURES[p + "x_t"]), TOL, p)
-                self.assertLessEqual(
-                    max_diff(b.target * b.velocity_scale, FIXTURES[p + "target"]), TOL, p)
+                if kit.flow:
+                    self.assertLessEqual(
+                        max_diff(b.target * b.velocity_scale, FIXTURES[p + "target"]), TOL, p)
+                elif kit.prediction == "epsilon":
+                    self.assertLessEqual(max_diff(b.target, FIXTURES[p + "target"]), TOL, p)
                 i += 1
-            self.assertGreaterEqual(i, 6)
+            self.assertGreaterEqual(i, 6, name)
         self.assertEqual(stages_seen, {1, 2, 3})  # the fixtures cover every stage
 
     def test_alignment_assignments(self):
@@ -115,8 +142,8 @@ class ParityTest(unittest.TestCase):
 
 def main():
     if len(sys.argv) < 2:
-        sys.exit("usage: test_finetune_parity.py FIXTURES.safetensors [unittest args]")
-    tensors, _ = read_safetensors(sys.argv[1])
+        sys.exit("usage: finetune_parity.py FIXTURES.safetensors [unittest args]")
+    tensors, _ = safetensors.load(sys.argv[1])
     FIXTURES.update(tensors)
     unittest.main(argv=[sys.argv[0]] + sys.argv[2:])
 
