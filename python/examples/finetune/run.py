@@ -4,13 +4,16 @@
 
 Steps (each also a subcommand, in this order):
   prepare   render clips with the C++ renderer (tpdiff-render-clips), fit the latent
-            autoencoder, encode the training and held-out latents
+            autoencoder, encode the training and held-out latents, train the SentencePiece
+            vocabulary of the captions (spm_train)
   pretrain  ordinary flow-matching training (shift 2, one stage at full frame rate): the
             "stock" model a user starts from, trained without knowing about stages
   finetune  the same model fine-tuned with the kit (3 stages, alignment, per-sample stages)
   losses    stage-wise loss of both models on held-out latents with fixed draws
-  evaluate  sample the eval prompts with (a) the starting model, vanilla; (b) the starting
-            model, TPDiff stages; (c) the fine-tuned model, TPDiff stages; score each with
+  export    both models as latent packages with the export kit (tpdiff_kit.export)
+  evaluate  sample the eval prompts from the packages with the contract's sampler
+            (tpdiff_kit.reference): (a) the starting model, vanilla; (b) the starting model,
+            TPDiff stages; (c) the fine-tuned model, TPDiff stages; score each with
             tpdiff-eval --videos (the project's caption-adherence detector)
   plot      the loss curves as an SVG
   bench     cost of one training step, ordinary vs TPDiff, and of the alignment solver
@@ -35,9 +38,13 @@ sys.path.insert(0, os.path.join(ROOT, "python"))
 sys.path.insert(0, HERE)
 
 from tpdiff_kit import alignment  # noqa: E402
-from tpdiff_kit import training_method as tm  # noqa: E402
+from tpdiff_kit import method  # noqa: E402
+from tpdiff_kit import reference  # noqa: E402
+from tpdiff_kit import safetensors  # noqa: E402
+from tpdiff_kit.export import export_package  # noqa: E402
 from tpdiff_kit.finetune import TPDiffTraining  # noqa: E402
-from tpdiff_kit.safetensors_io import read_safetensors, write_safetensors  # noqa: E402
+from tpdiff_kit.package import LatentPackage  # noqa: E402
+from tpdiff_kit.tokenizer import SentencePieceTokenizer  # noqa: E402
 import shapes_latent as sl  # noqa: E402
 
 SHIFT = 2.0
@@ -46,12 +53,38 @@ CHANNELS = 16
 STAGES = 3
 
 
+MAX_TOKENS = 32
+SPM_OPTIONS = ["--model_type=word", "--vocab_size=40", "--hard_vocab_limit=false",
+               "--character_coverage=1.0", "--pad_id=0", "--eos_id=1", "--unk_id=2",
+               "--bos_id=-1", "--num_threads=1"]
+
+
 def schedule():
-    return tm.FlowSchedule(shift=SHIFT, timestep_scale=TIMESTEP_SCALE)
+    return method.FlowMatching(shift=SHIFT, timestep_scale=TIMESTEP_SCALE)
 
 
-def vocabulary():
-    return sl.read_vocabulary(os.path.join(ROOT, "models", "shapes-tpdiff", "vocab.txt"))
+def tokenizer(work):
+    return SentencePieceTokenizer(os.path.join(work, "tokenizer.model"), MAX_TOKENS)
+
+
+def manifest(name, ae):
+    return {
+        "name": name,
+        "description": "Shapes clips in a 16-channel PCA latent space (example of "
+                       "docs/finetune.md)",
+        "frames": 16, "height": 32, "width": 32, "fps": 8,
+        "stages": STAGES,
+        "default_stage_steps": [8, 8, 8],
+        "default_guidance_scale": 3.0,
+        "schedule": {"type": "flow_matching", "shift": SHIFT, "timestep_scale": TIMESTEP_SCALE,
+                     "prediction": "flow_velocity"},
+        "tokenizer": {"kind": "sentencepiece", "max_tokens": MAX_TOKENS},
+        "text_encoder": {"dim": 64, "dtype": "float32"},
+        "denoiser": {"dtype": "float32"},
+        "vae": {"latent_channels": CHANNELS, "temporal_factor": sl.TF, "spatial_factor": sl.SF,
+                "causal_first_frame": False, "scale": ae.scale.tolist(), "shift": 0.0,
+                "dtype": "float32"},
+    }
 
 
 def new_models(vocab_size):
@@ -82,7 +115,7 @@ def cmd_prepare(a):
         path = os.path.join(a.work, f"clips_{name}.safetensors")
         subprocess.run([render, f"--count={count}", f"--seed={seed}", f"--out={path}"],
                        check=True)
-        tensors, meta = read_safetensors(path)
+        tensors, meta = safetensors.load(path)
         video = tensors["video"]
         if ae is None:
             ae = sl.PcaAutoencoder.fit(video[:512], CHANNELS)
@@ -95,6 +128,13 @@ def cmd_prepare(a):
         print(f"{name}: {count} clips -> latents {tuple(z.shape)}, "
               f"mean |reconstruction error| {err:.4f}")
     torch.save({"ae": ae.state(), **out}, os.path.join(a.work, "data.pt"))
+    # The vocabulary: SentencePiece words of the training captions (relative paths, so the
+    # model file does not record this machine's folders).
+    with open(os.path.join(a.work, "captions.txt"), "w") as f:
+        f.writelines(c + "\n" for c in out["train"]["captions"])
+    subprocess.run(["spm_train", "--input=captions.txt", "--model_prefix=tokenizer"]
+                   + SPM_OPTIONS, cwd=a.work, check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
     report_update(a.work, autoencoder={"channels": CHANNELS, "latent_shape": list(
         out["train"]["latents"].shape[1:])})
 
@@ -108,8 +148,8 @@ def load_data(work):
 def train(a, mode):
     torch.set_num_threads(a.threads)
     ae, data = load_data(a.work)
-    vocab = vocabulary()
-    enc, den = new_models(len(vocab) + 1)
+    tok = tokenizer(a.work)
+    enc, den = new_models(tok.vocab_size)
     if mode == "tpdiff":
         ckpt = torch.load(os.path.join(a.work, "pretrained.pt"))
         enc.load_state_dict(ckpt["encoder"])
@@ -130,7 +170,7 @@ def train(a, mode):
         x0 = latents[idx]
         prompts = [captions[i] if torch.rand(1, generator=gen).item() >= 0.1 else ""
                    for i in idx.tolist()]
-        tokens, mask = sl.tokenize(prompts, vocab)
+        tokens, mask = tok.encode(prompts)
         warm = min(1.0, (step + 1) / 100)
         for group in opt.param_groups:
             group["lr"] = lr * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps)))
@@ -170,8 +210,8 @@ def cmd_finetune(a):
     train(a, "tpdiff")
 
 
-def load_models(work, name, vocab_size):
-    enc, den = new_models(vocab_size)
+def load_models(work, name):
+    enc, den = new_models(tokenizer(work).vocab_size)
     ckpt = torch.load(os.path.join(work, f"{name}.pt"))
     enc.load_state_dict(ckpt["encoder"])
     den.load_state_dict(ckpt["denoiser"])
@@ -182,14 +222,13 @@ def cmd_losses(a):
     """Stage-wise loss on held-out latents, the same draws for both models."""
     torch.set_num_threads(a.threads)
     _, data = load_data(a.work)
-    vocab = vocabulary()
     kit = TPDiffTraining(schedule(), num_stages=STAGES)
     vanilla = TPDiffTraining(schedule(), num_stages=1)
     x0 = data["heldout"]["latents"]
-    tokens, mask = sl.tokenize(data["heldout"]["captions"], vocab)
+    tokens, mask = tokenizer(a.work).encode(data["heldout"]["captions"])
     result = {}
     for name in ("pretrained", "finetuned"):
-        enc, den = load_models(a.work, name, len(vocab) + 1)
+        enc, den = load_models(a.work, name)
         row = {}
         with torch.no_grad():
             ctx = enc(tokens, mask)
@@ -209,38 +248,14 @@ def cmd_losses(a):
     report_update(a.work, stage_losses=result)
 
 
-# ---------------------------------------------------------------------------------------------
-# Sampling: Euler on the shifted flow, one stage (vanilla) or the pyramid with the jump.
-
-
-def sample(enc, den, ae, vocab, prompt, seed, stage_steps, guidance, frames=8, hw=8):
-    sched = schedule()
-    K = len(stage_steps)
-    windows = tm.stage_windows(sched, K)
-    gen = torch.Generator().manual_seed(seed)
-    tokens, mask = sl.tokenize([prompt, ""], vocab)
-    with torch.no_grad():
-        ctx = enc(tokens, mask)
-        x = torch.randn(1, CHANNELS, tm.stage_frames(frames, K), hw, hw, generator=gen)
-        for i, win in enumerate(windows):
-            if i > 0:
-                prev = windows[i - 1]
-                c = sched.a(win.start) / sched.a(prev.end)
-                alpha = sched.b(win.start) / tm.SQRT2
-                z = torch.randn(x.shape, generator=gen)
-                pairs = torch.stack([z, -z], 3).reshape(1, CHANNELS, 2 * x.shape[2], hw, hw)
-                x = tm.temporal_up(x) * c + pairs * alpha
-            n = stage_steps[i]
-            ts = [win.start - (win.start - win.end) * j / n for j in range(n + 1)]
-            stage = torch.full((2,), win.k, dtype=torch.long)
-            for t, t_next in zip(ts[:-1], ts[1:]):
-                sig, sig_next = sched.sigma(t), sched.sigma(t_next)
-                timestep = torch.full((2,), sig * TIMESTEP_SCALE)
-                v = den(torch.cat([x, x]), timestep, stage, ctx, mask)
-                v = v[1:] + guidance * (v[:1] - v[1:])
-                x = x + v * (sig_next - sig)
-        video = ae.decoder()(x / ae.scale[None, :, None, None, None])
-    return video[0]
+def cmd_export(a):
+    """Both models as latent packages, through the export kit (TorchScript, shape checks)."""
+    ae, _ = load_data(a.work)
+    for name in ("pretrained", "finetuned"):
+        enc, den = load_models(a.work, name)
+        export_package(os.path.join(a.work, f"shapes-latent-{name}"),
+                       manifest(f"shapes-latent-{name}", ae), enc, den, ae.decoder(),
+                       tokenizer_file=os.path.join(a.work, "tokenizer.model"))
 
 
 def read_prompts(path, limit):
@@ -256,8 +271,6 @@ def read_prompts(path, limit):
 
 def cmd_evaluate(a):
     torch.set_num_threads(a.threads)
-    ae, _ = load_data(a.work)
-    vocab = vocabulary()
     prompts = read_prompts(os.path.join(ROOT, "models", "eval", "prompts-single.txt"),
                            a.eval_prompts)
     prompts_file = os.path.join(a.work, "eval_prompts.txt")
@@ -269,22 +282,24 @@ def cmd_evaluate(a):
             ("c_finetuned_tpdiff", "finetuned", steps, "tpdiff")]
     results = {}
     for label, name, plan, sampler in runs:
-        enc, den = load_models(a.work, name, len(vocab) + 1)
+        package = LatentPackage(os.path.join(a.work, f"shapes-latent-{name}"))
         begin = time.time()
-        videos = [sample(enc, den, ae, vocab, c, s, plan, a.guidance) for c, s in prompts]
+        videos = [reference.sample(package, c, "", seed, a.guidance, plan, len(plan)).video[0]
+                  for c, seed in prompts]
         seconds = (time.time() - begin) / len(prompts)
         path = os.path.join(a.work, f"{label}.safetensors")
-        write_safetensors(path, {"video": torch.stack(videos)})
+        safetensors.save(path, {"video": torch.stack(videos)})
         out_dir = os.path.join(a.work, label)
         cmd = [os.path.join(a.build, "train", "tpdiff-eval"), f"--videos={path}",
                f"--prompts={prompts_file}", f"--out={out_dir}", f"--sampler={sampler}",
-               f"--model={name}", f"--stage-steps={','.join(map(str, plan))}",
+               f"--model=shapes-latent-{name}", f"--stage-steps={','.join(map(str, plan))}",
                f"--guidance={a.guidance}"]
         summary = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         totals = json.load(open(os.path.join(out_dir, "results.json")))["totals"]
-        totals["seconds_per_video_python"] = round(seconds, 3)
+        totals["sampling_seconds_per_video"] = round(seconds, 3)
         results[label] = totals
-        print(label, summary.splitlines()[0], f"({seconds:.2f} s/video sampling)")
+        print(label, summary.splitlines()[0].split(":", 1)[1].strip(),
+              f"| sampling {seconds:.2f} s/video", flush=True)
     report_update(a.work, adherence=results, eval={"prompts": len(prompts),
                                                    "stage_steps": steps,
                                                    "guidance": a.guidance})
@@ -349,13 +364,13 @@ def cmd_bench(a):
     """Seconds per training step: ordinary (1 stage) vs TPDiff (3 stages, per-sample and
     per-batch stage draws), alignment on and off, one run, the same model and batch."""
     torch.set_num_threads(a.threads)
-    vocab = vocabulary()
-    enc, den = new_models(len(vocab) + 1)
+    tok = tokenizer(a.work)
+    enc, den = new_models(tok.vocab_size)
     params = list(enc.parameters()) + list(den.parameters())
     opt = torch.optim.AdamW(params, lr=1e-4)
     gen = torch.Generator().manual_seed(0)
     x0 = torch.randn(a.batch, CHANNELS, 8, 8, 8, generator=gen)
-    tokens, mask = sl.tokenize(["a red circle moving right"] * a.batch, vocab)
+    tokens, mask = tok.encode(["a red circle moving right"] * a.batch)
     configs = {
         "ordinary": (TPDiffTraining(schedule(), num_stages=1), False),
         "tpdiff_per_sample": (TPDiffTraining(schedule(), num_stages=STAGES), False),
@@ -407,7 +422,7 @@ def cmd_bench(a):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("command", choices=["all", "prepare", "pretrain", "finetune", "losses",
-                                       "evaluate", "plot", "bench"])
+                                       "export", "evaluate", "plot", "bench"])
     p.add_argument("--work", default=os.path.join(ROOT, "out", "finetune"))
     p.add_argument("--build", default=os.path.join(ROOT, "build"))
     p.add_argument("--clips", type=int, default=3072)
@@ -426,10 +441,11 @@ def main():
     p.add_argument("--bench-steps", type=int, default=20)
     a = p.parse_args()
     commands = {"prepare": cmd_prepare, "pretrain": cmd_pretrain, "finetune": cmd_finetune,
-                "losses": cmd_losses, "evaluate": cmd_evaluate, "plot": cmd_plot,
-                "bench": cmd_bench}
+                "losses": cmd_losses, "export": cmd_export, "evaluate": cmd_evaluate,
+                "plot": cmd_plot, "bench": cmd_bench}
     if a.command == "all":
-        for name in ("prepare", "pretrain", "finetune", "losses", "evaluate", "plot", "bench"):
+        for name in ("prepare", "pretrain", "finetune", "losses", "export", "evaluate", "plot",
+                     "bench"):
             commands[name](a)
     else:
         commands[a.command](a)

@@ -5,19 +5,19 @@ example. Any architecture would do: the kit only sees the denoiser's inputs and 
 - Autoencoder: linear (PCA) over space-time patches of 2 frames x 4 x 4 pixels x 3 colours
   (96 values) to `channels` latent channels: 16 frames of 32x32 become 8 latent frames of 8x8.
   Fitted in closed form on rendered clips; the decoder is the transposed map.
-- Text encoder: word embeddings + a small transformer over the shapes vocabulary
-  (tokens as the "words" tokenizer makes them: id i+1 for vocabulary word i, 0 = padding).
+- Text encoder: token embeddings + a small transformer over SentencePiece ids (the package's
+  tokenizer: ids + EOS, padded; mask = 1 on real tokens).
 - Denoiser: a DiT over 1x2x2 latent patches with cross-attention to the caption, told the
   timestep and the stage; temporal positions are stage-consistent (stage frame n stands for
   latent frame n 2^(k-1)), so one network serves every frame rate.
 """
 
 import math
-from typing import List
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
+
+from tpdiff_kit import method
 
 TF, SF = 2, 4  # temporal and spatial factor of the autoencoder
 
@@ -84,8 +84,8 @@ class TextEncoder(nn.Module):
 
     def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         x = self.embed(tokens) + self.pos[: tokens.shape[1]]
-        # An all-padding caption (the unconditional input) attends to nothing: let it see
-        # every position so attention stays defined; its output is the learned null caption.
+        # A caption of padding only attends to nothing: let it see every position so
+        # attention stays defined.
         pad = mask == 0
         pad = pad & ~pad.all(1, keepdim=True)
         return self.norm(self.encoder(x, src_key_padding_mask=pad))
@@ -160,8 +160,7 @@ class Denoiser(nn.Module):
         x = x.reshape(b, t, (h // p) * (w // p), c * p * p)
         x = self.proj_in(x) + self.pos_hw[None, None, : (h // p) * (w // p)]
         # Stage-consistent temporal positions: frame n of stage k stands for n 2^(k-1).
-        stride = torch.pow(2.0, (stage - 1).float())[:, None]
-        n = torch.arange(t, dtype=torch.float32, device=latents.device)[None, :] * stride
+        n = method.temporal_positions(t, stage, False)
         x = x + timestep_embedding(n.reshape(-1), self.width).reshape(b, t, 1, self.width)
         x = x.reshape(b, t * (h // p) * (w // p), self.width)
         cond = self.t_mlp(timestep_embedding(timestep, self.width)) + self.stage_embed(stage)
@@ -173,25 +172,3 @@ class Denoiser(nn.Module):
         x = self.proj_out(self.norm_out(x) * (1 + s) + sh)
         x = x.reshape(b, t, h // p, w // p, c, p, p).permute(0, 4, 1, 2, 5, 3, 6)
         return x.reshape(b, c, t, h, w)
-
-
-def read_vocabulary(path: str) -> List[str]:
-    with open(path) as f:
-        return [line.strip() for line in f if line.strip()]
-
-
-def tokenize(prompts: List[str], vocabulary: List[str], max_tokens: int = 32):
-    """The "words" tokenizer: lower-cased words, id i+1 for vocabulary word i, zero padded;
-    mask = ids != 0. An empty prompt is all padding (the unconditional input)."""
-    ids = {w: i + 1 for i, w in enumerate(vocabulary)}
-    out = torch.zeros(len(prompts), max_tokens, dtype=torch.long)
-    for row, prompt in enumerate(prompts):
-        words = prompt.lower().split()
-        unknown = [w for w in words if w not in ids]
-        if unknown:
-            raise ValueError(f"prompt: words not in the vocabulary: {', '.join(unknown)}")
-        if len(words) > max_tokens:
-            raise ValueError(f"prompt: {len(words)} words exceeds the maximum of {max_tokens}")
-        for col, w in enumerate(words):
-            out[row, col] = ids[w]
-    return out, (out != 0).long()
