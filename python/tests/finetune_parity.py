@@ -97,8 +97,15 @@ class ParityTest(unittest.TestCase):
                 if kit.flow:  # core's stage velocity x_s - x_e, in u units
                     self.assertLessEqual(
                         max_diff(b.target * b.velocity_scale, FIXTURES[p + "target"]), TOL, p)
-                elif kit.prediction == "epsilon":  # eps_k is core's stage target itself
-                    self.assertLessEqual(max_diff(b.target, FIXTURES[p + "target"]), TOL, p)
+                    # The noise level sigma(t) (shifted for latent packages).
+                    self.assertLessEqual(max_diff(b.noise_level, FIXTURES[p + "noise_level"]),
+                                         1e-12, p)
+                else:  # VP: b(t) of the schedule
+                    b_t = torch.tensor([kit.schedule.b(r) for r in b.noise_level.tolist()],
+                                       dtype=torch.float64)
+                    self.assertLessEqual(max_diff(b_t, FIXTURES[p + "noise_level"]), 1e-12, p)
+                    if kit.prediction == "epsilon":  # eps_k is core's stage target itself
+                        self.assertLessEqual(max_diff(b.target, FIXTURES[p + "target"]), TOL, p)
 
     def test_draws_from_the_same_seed(self):
         stages_seen = set()

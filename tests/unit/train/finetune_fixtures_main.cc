@@ -10,10 +10,11 @@
 //   clips                      [6, 3, 16, 32, 32] RenderClipBatch(32x32, 16 frames, seed 11)
 //   <p>/windows                [3, 2] float64: (s_k, e_k) for k = 1..3
 //   <p>/jumps                  [2, 2] float64: (c, alpha) of the jump into stage k = 1, 2
-//   <p>/build<k>/{t,eps,x_t,target,model_target,timestep}   BuildTrainingBatch at stage k for
-//                              given t and noise; target is the stage target (flow: x_s - x_e
-//                              in u units), model_target its StageGeometry::ModelFromTarget,
-//                              timestep NoiseSchedule::ModelTimestep(t)
+//   <p>/build<k>/{t,eps,x_t,target,model_target,timestep,noise_level}   BuildTrainingBatch at
+//                              stage k for given t and noise; target is the stage target
+//                              (flow: x_s - x_e in u units), model_target its
+//                              StageGeometry::ModelFromTarget, timestep
+//                              NoiseSchedule::ModelTimestep(t), noise_level sigma(t) = b(t)
 //   <p>/draw<i>/{seed,weights,stage,t,x_t,target}   DrawTrainingBatch from a CPU generator
 //                              seeded with `seed` (weights empty = uniform), alignment on
 // and for the alignment solver alone:
@@ -79,9 +80,10 @@ void AddSchedule(const core::NoiseSchedule& schedule, bool causal, const std::st
     const core::TrainingBatch b = core::BuildTrainingBatch(plan, k, clips, t, eps);
     const core::StageGeometry geometry(plan.schedule(), st, k == plan.num_stages());
     std::vector<torch::Tensor> model_target;
-    std::vector<double> timestep;
+    std::vector<double> timestep, noise_level;
     for (int64_t i = 0; i < kBatch; ++i) {
       const double ti = t[i].item<double>();
+      noise_level.push_back(plan.schedule().sigma(ti));
       model_target.push_back(
           geometry.ModelFromTarget(b.x_t.narrow(0, i, 1), ti, b.target.narrow(0, i, 1)));
       timestep.push_back(plan.schedule().ModelTimestep(ti));
@@ -93,6 +95,7 @@ void AddSchedule(const core::NoiseSchedule& schedule, bool causal, const std::st
     out.emplace_back(prefix + "target", b.target);
     out.emplace_back(prefix + "model_target", torch::cat(model_target));
     out.emplace_back(prefix + "timestep", Doubles(timestep));
+    out.emplace_back(prefix + "noise_level", Doubles(noise_level));
   }
 
   const std::vector<std::vector<double>> weights = {{}, {}, {}, {1, 0, 3}, {1, 1, 2}, {2, 1, 1}};
