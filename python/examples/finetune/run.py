@@ -354,8 +354,8 @@ def cmd_plot(a):
             f'<text x="{W / 2}" y="{H - 8}" text-anchor="middle">training step '
             f'(loss: mean of the last 25 steps)</text>',
             f'<text x="{L + 8}" y="14">ordinary flow matching (1 stage)</text>',
-            f'<text x="{xb + 8:.1f}" y="34" fill="#d62728">TPDiff fine-tuning '
-            f'(3 stages, stage-wise loss)</text>', '</svg>']
+            f'<text x="{W - 12}" y="34" text-anchor="end" fill="#d62728">after the dashed '
+            f'line: TPDiff fine-tuning (3 stages, stage-wise loss)</text>', '</svg>']
     out = os.path.join(a.work, "loss.svg")
     with open(out, "w") as f:
         f.write("\n".join(svg))
