@@ -1,6 +1,6 @@
 // tpdiff_finetune_fixtures OUT.safetensors: writes what core/ computes for stage-wise training
 // (the functions behind tpdiff-train) on the synthetic shapes clips, for the Python
-// fine-tuning kit's parity test (python/tests/test_finetune_parity.py), which must reproduce
+// fine-tuning kit's parity test (python/tests/finetune_parity.py), which must reproduce
 // every tensor to 1e-6 and every assignment exactly.
 //
 // Tensors, for each schedule <p>: v1 fm (flow matching) and vp (vp_eps, continuous) on the
