@@ -362,49 +362,73 @@ def cmd_plot(a):
     print("wrote", out)
 
 
-def cmd_bench(a):
-    """Seconds per training step: ordinary (1 stage) vs TPDiff (3 stages, per-sample and
-    per-batch stage draws), alignment on and off, one run, the same model and batch."""
-    torch.set_num_threads(a.threads)
-    tok = tokenizer(a.work)
-    enc, den = new_models(tok.vocab_size)
+def step_costs(enc, den, x0, tokens, mask, sched, causal, steps):
+    """Mean CPU seconds per training step (forward, backward, AdamW) of ordinary training (one
+    stage) and TPDiff (3 stages: per sample with and without alignment, per batch), the four
+    interleaved step by step so that changes in the machine's load hit them alike."""
     params = list(enc.parameters()) + list(den.parameters())
     opt = torch.optim.AdamW(params, lr=1e-4)
     gen = torch.Generator().manual_seed(0)
-    x0 = torch.randn(a.batch, CHANNELS, 8, 8, 8, generator=gen)
-    tokens, mask = tok.encode(["a red circle moving right"] * a.batch)
-    configs = {
-        "ordinary": (TPDiffTraining(schedule(), num_stages=1), False),
-        "tpdiff_per_sample": (TPDiffTraining(schedule(), num_stages=STAGES), False),
-        "tpdiff_per_batch": (TPDiffTraining(schedule(), num_stages=STAGES), True),
-        "tpdiff_per_sample_no_alignment": (
-            TPDiffTraining(schedule(), num_stages=STAGES, align_noise=False), False),
-    }
 
-    def step(kit, per_batch):
+    def kit(stages, align=True):
+        return TPDiffTraining(sched, num_stages=stages, causal_first_frame=causal,
+                              align_noise=align)
+
+    configs = {"ordinary": (kit(1), False), "tpdiff_per_sample": (kit(STAGES), False),
+               "tpdiff_per_batch": (kit(STAGES), True),
+               "tpdiff_per_sample_no_alignment": (kit(STAGES, False), False)}
+
+    def step(k, per_batch):
         ctx = enc(tokens, mask)
-        batches = [kit.draw_batch(x0, gen)] if per_batch else kit.draw_batches(x0, gen)
+        batches = [k.draw_batch(x0, gen)] if per_batch else k.draw_batches(x0, gen)
         preds = [den(b.x_t, b.timestep, b.stage_ids, ctx[b.indices], mask[b.indices])
                  for b in batches]
-        loss = kit.loss(preds, batches)
+        loss = k.loss(preds, batches)
         opt.zero_grad()
         loss.backward()
         opt.step()
 
     times = {k: [] for k in configs}
     for _ in range(3):  # warm-up
-        for kit, per_batch in configs.values():
-            step(kit, per_batch)
-    for _ in range(a.bench_steps):  # interleaved, so load changes hit every config alike
-        for name, (kit, per_batch) in configs.items():
-            t0 = time.perf_counter()
-            step(kit, per_batch)
-            times[name].append(time.perf_counter() - t0)
-    # Means: a per-batch stage draw makes the step time a mixture of the stages' times.
-    res = {k: sum(v) / len(v) for k, v in times.items()}
-    base = res["ordinary"]
-    out = {k: {"mean_s": round(v, 5), "ratio_to_ordinary": round(v / base, 3)}
-           for k, v in res.items()}
+        for k, per_batch in configs.values():
+            step(k, per_batch)
+    for _ in range(steps):
+        for name, (k, per_batch) in configs.items():
+            # CPU time of this (one-thread) process: on a shared machine wall time mostly
+            # measures the neighbours.
+            t0 = time.process_time()
+            step(k, per_batch)
+            times[name].append(time.process_time() - t0)
+    # The ratio is taken round by round (the four steps of a round ran back to back, under
+    # the same load) and averaged: a mean, because stage draws make a step's time a mixture
+    # of the stages' times.
+    ordinary = times["ordinary"]
+    return {k: {"mean_s": round(sum(v) / len(v), 5),
+                "ratio_to_ordinary": round(sum(x / o for x, o in zip(v, ordinary)) / len(v), 3)}
+            for k, v in times.items()}
+
+
+def cmd_bench(a):
+    """Training step cost, ordinary vs TPDiff, on this example's model and on the miniature
+    model of python/examples/miniature (17 frames -> 5 causal latent frames of 8 channels at
+    8x8, flow with shift 3, random weights); the alignment solver's cost."""
+    torch.set_num_threads(a.threads)
+    tok = tokenizer(a.work)
+    enc, den = new_models(tok.vocab_size)
+    gen = torch.Generator().manual_seed(0)
+    x0 = torch.randn(a.batch, CHANNELS, 8, 8, 8, generator=gen)
+    tokens, mask = tok.encode(["a red circle moving right"] * a.batch)
+    costs = {"example": step_costs(enc, den, x0, tokens, mask, schedule(), False,
+                                   a.bench_steps)}
+    sys.path.insert(0, os.path.join(ROOT, "python", "examples", "miniature"))
+    import model as miniature  # noqa: E402
+    torch.manual_seed(0)
+    enc, den = miniature.TextEncoder(200), miniature.DiT(latent_channels=8, causal=True)
+    x0 = torch.randn(a.batch, 8, 5, 8, 8, generator=gen)
+    tokens = torch.randint(3, 200, (a.batch, 32), generator=gen)
+    mask = (torch.arange(32)[None] < 8).long().expand(a.batch, 32)
+    costs["miniature"] = step_costs(enc, den, x0, tokens, mask,
+                                    method.FlowMatching(3.0, 1000.0), True, a.bench_steps)
     solver = {}
     for n in (16, 64, 256):
         videos = torch.randn(n, CHANNELS, 2, 8, 8, generator=gen)
@@ -414,11 +438,13 @@ def cmd_bench(a):
         for _ in range(reps):
             alignment.align_noise(videos, noise)
         solver[str(n)] = round((time.perf_counter() - t0) / reps, 5)
-    for k, v in out.items():
-        print(f"{k:34s} {v['mean_s'] * 1000:8.1f} ms/step  x{v['ratio_to_ordinary']:.3f}")
+    for model_name, out in costs.items():
+        for k, v in out.items():
+            print(f"{model_name:10s} {k:32s} {v['mean_s'] * 1000:8.1f} ms/step  "
+                  f"x{v['ratio_to_ordinary']:.3f}")
     print("alignment (cdist + exact assignment), seconds per batch:", solver)
     report_update(a.work, step_cost={"batch": a.batch, "threads": a.threads,
-                                     "steps": a.bench_steps, **out},
+                                     "steps": a.bench_steps, **costs},
                   alignment_seconds=solver)
 
 
@@ -443,7 +469,7 @@ def main():
     p.add_argument("--eval-prompts", type=int, default=0, help="the first N prompts; 0 = all")
     p.add_argument("--stage-steps", type=int, default=8)
     p.add_argument("--guidance", type=float, default=3.0)
-    p.add_argument("--bench-steps", type=int, default=60)
+    p.add_argument("--bench-steps", type=int, default=100)
     a = p.parse_args()
     commands = {"prepare": cmd_prepare, "pretrain": cmd_pretrain, "finetune": cmd_finetune,
                 "losses": cmd_losses, "export": cmd_export, "evaluate": cmd_evaluate,
