@@ -10,7 +10,10 @@
 #include "tpdiff/model/cpu_runtime.h"
 #include "tpdiff/train/eval_command.h"
 
-ABSL_FLAG(std::string, model, "", "model package folder (required)");
+ABSL_FLAG(std::string, model, "", "model package folder (required unless --videos)");
+ABSL_FLAG(std::string, videos, "",
+          "score these videos instead of sampling --model: safetensors with \"video\" "
+          "[N,3,T,H,W] in [-1,1], one per prompt line in order");
 ABSL_FLAG(std::string, prompts, "",
           "prompt list (required): one caption per line, optionally caption<TAB>seed");
 ABSL_FLAG(std::string, out, "",
@@ -36,6 +39,7 @@ int main(int argc, char** argv) {
                                    "tpdiff-eval --model DIR --prompts FILE --out DIR [flags]");
   tpdiff::train::EvalCommand command;
   command.model_dir = absl::GetFlag(FLAGS_model);
+  command.videos_file = absl::GetFlag(FLAGS_videos);
   command.prompts_file = absl::GetFlag(FLAGS_prompts);
   command.out_dir = absl::GetFlag(FLAGS_out);
   command.sampler = absl::GetFlag(FLAGS_sampler);

@@ -450,6 +450,36 @@ absl::StatusOr<EvalReport> EvalRunner::Finish() {
   return report_;
 }
 
+absl::StatusOr<EvalReport> ScoreVideos(const std::vector<torch::Tensor>& videos,
+                                       const std::vector<EvalPrompt>& prompts,
+                                       const EvalRunInfo& info, const std::string& out_dir,
+                                       int grid_scale) {
+  if (videos.size() != prompts.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("videos: ", videos.size(), " videos for ",
+                                                   prompts.size(), " prompts"));
+  }
+  if (absl::Status s = MakeDirs(out_dir); !s.ok()) return s;
+  EvalReport report;
+  report.info = info;
+  std::vector<torch::Tensor> videos_u8;
+  for (size_t i = 0; i < videos.size(); ++i) {
+    absl::StatusOr<EvalVideoResult> result =
+        ScoreAndWriteVideo(videos[i], prompts[i], static_cast<int>(i), 0.0, out_dir);
+    if (!result.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("videos: video ", i, ": ", result.status().message()));
+    }
+    report.videos.push_back(*std::move(result));
+    videos_u8.push_back(VideoToUint8(videos[i]));
+  }
+  if (absl::Status s = WriteSummaryFiles(out_dir, info, videos_u8, report.videos, grid_scale);
+      !s.ok()) {
+    return s;
+  }
+  report.totals = Summarize(report.videos);
+  return report;
+}
+
 absl::StatusOr<EvalReport> RunEval(const model::LoadedModel& model,
                                    const std::vector<EvalPrompt>& prompts,
                                    const EvalOptions& options, const std::string& out_dir,

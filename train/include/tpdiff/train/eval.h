@@ -132,6 +132,14 @@ struct EvalReport {
   EvalTotals totals;
 };
 
+// Scores videos sampled elsewhere (e.g. by a PyTorch model before it is packaged), one per
+// prompt in order, each [3, T, H, W] in [-1, 1] or uint8, and writes the same files as
+// RunEval. INVALID_ARGUMENT when the counts differ or a video is malformed.
+absl::StatusOr<EvalReport> ScoreVideos(const std::vector<torch::Tensor>& videos,
+                                       const std::vector<EvalPrompt>& prompts,
+                                       const EvalRunInfo& info, const std::string& out_dir,
+                                       int grid_scale);
+
 // Samples every prompt (batch 1, the prompt's seed) and writes everything into out_dir
 // (created). INVALID_ARGUMENT for a bad sampler name, stage_steps of the wrong count or
 // range, or a prompt the model's tokenizer rejects (checked before sampling starts).

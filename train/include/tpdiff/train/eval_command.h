@@ -16,6 +16,9 @@ namespace tpdiff::train {
 // tpdiff-eval's settings, one field per flag.
 struct EvalCommand {
   std::string model_dir;     // the model package
+  // Score these videos (clip_files.h videos file, one per prompt) instead of sampling
+  // model_dir; model_dir and sampler then only label results.json.
+  std::string videos_file;
   std::string prompts_file;  // one caption per line, optionally caption<TAB>seed
   std::string out_dir;
   std::string sampler = "tpdiff";
