@@ -191,6 +191,10 @@ tpdiff::v1::ListModelsResponse Dispatcher::ListModels() const {
   absl::MutexLock lock(&mu_);
   for (tpdiff::v1::ModelInfo& info : models_.List()) {
     info.set_ready_workers(static_cast<uint32_t>(workers_.Capacity(info.name()).workers));
+    // The SentencePiece model is for fronts (it travels in workers' Hello); a real one is
+    // megabytes (umT5: 4.5 MB, over gRPC's default 4 MiB message limit), so clients get the
+    // kind and the token limit only.
+    info.clear_tokenizer_model();
     *response.add_models() = std::move(info);
   }
   return response;

@@ -160,6 +160,23 @@ TEST_F(LatentServingTest, MiniFlowFramesMatchTheReferenceWithinOneLevel) {
     EXPECT_LE(MaxLevelDifference(*preview, it->second), 1) << "stage " << k;
   }
 
+  // ListModels gives clients the tokenizer's kind and limit, not the SentencePiece model
+  // itself (it travelled in the worker's Hello).
+  {
+    grpc::ClientContext context;
+    api::ListModelsResponse list;
+    ASSERT_TRUE(stub_->ListModels(&context, {}, &list).ok());
+    bool found = false;
+    for (const api::ModelInfo& info : list.models()) {
+      if (info.name() != "mini-flow") continue;
+      found = true;
+      EXPECT_EQ(info.tokenizer_kind(), "sentencepiece");
+      EXPECT_EQ(info.max_tokens(), 32u);
+      EXPECT_TRUE(info.tokenizer_model().empty()) << info.tokenizer_model().size() << " bytes";
+    }
+    EXPECT_TRUE(found);
+  }
+
   // `tpdiff models` lists the kind, the tokenizer and its token limit.
   std::ostringstream out, err;
   client::CommandIo io{out, err};
