@@ -64,7 +64,8 @@ ServerMetrics::ServerMetrics(prometheus::Registry& registry)
   // Export zeros for the fixed label sets so dashboards see the series before traffic.
   for (const char* priority : {"interactive", "standard", "batch"}) QueueDepth(priority);
   for (const char* state : {"serving", "draining"}) Workers(state);
-  for (const char* reason : {"worker_disconnected", "lease_expired", "worker_cancelled"}) {
+  for (const char* reason : {"worker_disconnected", "lease_expired", "worker_cancelled",
+                             "front_lost", "state_unavailable"}) {
     requeues_.Add({{"reason", reason}});
   }
 }
