@@ -535,7 +535,9 @@ void Dispatcher::DrainWorkers() {
   absl::MutexLock lock(&mu_);
   const absl::Time now = clock_.Now();
   for (uint64_t connection : workers_.Connections()) {
-    if (workers_.SetDraining(connection, now)) {
+    // With a shared queue the workers stay: they get no new job here and reconnect to
+    // another front when this one closes their streams.
+    if (workers_.SetDraining(connection, now) && !queue_->shared()) {
       workers_.Find(connection)->channel->Send(DrainMessage());
     }
   }

@@ -298,7 +298,6 @@ void RedisSubscriber::Stop() {
 
 void RedisSubscriber::Loop() {
   absl::Duration backoff = kMinBackoff;
-  bool first = true;
   while (!stop_) {
     absl::StatusOr<redisContext*> connected = RedisConnect(address_, kConnectTimeout);
     if (!connected.ok()) {
@@ -343,8 +342,8 @@ void RedisSubscriber::Loop() {
         if (++confirmed == channels_.size()) {
           connected_ = true;
           backoff = kMinBackoff;
-          if (!first && on_resubscribed_) on_resubscribed_();
-          first = false;
+          // Also the first time: what was published before the subscription is missed.
+          if (on_resubscribed_) on_resubscribed_();
         }
       } else if (kind == "message") {
         on_message_(reply.elements[1].str, reply.elements[2].str);

@@ -745,19 +745,16 @@ void RedisJobStore::Evict() {
   for (const RedisReply& id : evicted->elements) Notify(id.str);
 }
 
-size_t RedisJobStore::bytes() const {
-  absl::StatusOr<RedisReply> reply = state_.pool().Command({"GET", state_.Key("bytes")});
+size_t RedisJobStore::Counter(const std::string& name) const {
+  absl::StatusOr<RedisReply> reply = state_.pool().Command({"GET", state_.Key(name)});
   int64_t value = 0;
-  if (reply.ok() && !reply->nil()) absl::SimpleAtoi(reply->str, &value);
+  if (!reply.ok() || reply->nil() || !absl::SimpleAtoi(reply->str, &value)) return 0;
   return static_cast<size_t>(std::max<int64_t>(value, 0));
 }
 
-size_t RedisJobStore::job_count() const {
-  absl::StatusOr<RedisReply> reply = state_.pool().Command({"GET", state_.Key("jobs")});
-  int64_t value = 0;
-  if (reply.ok() && !reply->nil()) absl::SimpleAtoi(reply->str, &value);
-  return static_cast<size_t>(std::max<int64_t>(value, 0));
-}
+size_t RedisJobStore::bytes() const { return Counter("bytes"); }
+
+size_t RedisJobStore::job_count() const { return Counter("jobs"); }
 
 // ---- RedisWorkQueue ----
 

@@ -115,7 +115,8 @@ class Dispatcher final : public WorkQueueListener {
   // Cancels every queued job (not the running ones) with Cancelled{source}. With a shared
   // queue it does nothing: the other fronts run them.
   void CancelQueued(const std::string& source);
-  // Sends Drain to every worker; drained workers get no new jobs.
+  // Sends Drain to every worker; drained workers get no new jobs. With a shared queue the
+  // workers are only given no new jobs here (not told to drain): they move to another front.
   void DrainWorkers();
   // Cancels every running job with Cancelled{source} (and the queued ones, as CancelQueued).
   // With a shared queue the running jobs are re-queued for the other fronts instead.

@@ -100,8 +100,9 @@ absl::StatusOr<redisContext*> RedisConnect(const RedisAddress& address, absl::Du
 absl::Status RedisUnreachable(const RedisAddress& address, absl::string_view what);
 
 // A thread subscribed to channels, calling `on_message(channel, payload)` for each message
-// and `on_resubscribed()` after a reconnect (messages published meanwhile are lost, so the
-// owner re-reads what it waits for). Reconnects with backoff.
+// and `on_resubscribed()` once subscribed, the first time and after every reconnect
+// (messages published before are lost, so the owner re-reads what it waits for).
+// Reconnects with backoff.
 //
 // Thread safety: the callbacks run on the subscriber thread, one at a time, with no lock of
 // this class held; they must not block for long. Stop() joins the thread.

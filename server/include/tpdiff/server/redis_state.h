@@ -122,6 +122,8 @@ class RedisJobStore final : public JobStore {
 
  private:
   void Notify(const std::string& job_id);
+  // A cluster-wide count ("bytes", "jobs"); 0 when unreachable.
+  size_t Counter(const std::string& name) const;
 
   RedisState& state_;
   mutable absl::Mutex mu_;
