@@ -591,10 +591,17 @@ absl::Status RedisJobStore::Create(Job job, const std::string& tenant) {
     return absl::AlreadyExistsError(absl::StrCat("job ", job.job_id(), " exists"));
   }
   if (reply->integer == 2) return RequestIdTaken(job.request_id());
+  absl::MutexLock lock(&mu_);
+  if (cache_.size() >= kMaxCachedJobs) cache_.clear();
+  cache_[job.job_id()] = CachedJob{std::move(job), 0};  // its Queued event follows
   return absl::OkStatus();
 }
 
 void RedisJobStore::Discard(const std::string& job_id) {
+  {
+    absl::MutexLock lock(&mu_);
+    cache_.erase(job_id);
+  }
   state_.pool().Eval(Lua().discard, {}, {state_.options().key_prefix, job_id}).IgnoreError();
 }
 
@@ -616,42 +623,73 @@ absl::StatusOr<std::string> RedisJobStore::Owner(const std::string& job_id) cons
 
 absl::StatusOr<int64_t> RedisJobStore::Append(const std::string& job_id, JobEvent event) {
   const std::string& prefix = state_.options().key_prefix;
-  // Compare-and-set on the log's length: a conflict means another replica appended first,
-  // so read again and retry (rare: a job's events come from the one replica running it).
+  // Compare-and-set on the log's length. The job and length this front wrote last are kept,
+  // so an append is one round trip; a conflict (another front appended) re-reads them.
+  std::optional<CachedJob> cached;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = cache_.find(job_id);
+    if (it != cache_.end()) cached = it->second;
+  }
+  auto forget = [&] {
+    absl::MutexLock lock(&mu_);
+    cache_.erase(job_id);
+  };
   for (int attempt = 0; attempt < 16; ++attempt) {
-    absl::StatusOr<RedisReply> read = state_.pool().Eval(Lua().read, {}, {prefix, job_id});
-    if (!read.ok()) return read.status();
-    if (read->nil()) return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
-    if (read->elements.size() != 3) return absl::InternalError("state: malformed job record");
-    if (read->elements[1].str == "1") {
-      return absl::FailedPreconditionError(absl::StrCat("job ", job_id, " already ended"));
+    if (!cached.has_value()) {
+      absl::StatusOr<RedisReply> read = state_.pool().Eval(Lua().read, {}, {prefix, job_id});
+      if (!read.ok()) return read.status();
+      if (read->nil()) return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
+      if (read->elements.size() != 3) return absl::InternalError("state: malformed job record");
+      if (read->elements[1].str == "1") {
+        return absl::FailedPreconditionError(absl::StrCat("job ", job_id, " already ended"));
+      }
+      cached.emplace();
+      if (!cached->job.ParseFromString(read->elements[0].str)) {
+        return absl::InternalError(absl::StrCat("state: job ", job_id, " is not a Job"));
+      }
+      cached->length = read->elements[2].integer;
     }
-    Job job;
-    if (!job.ParseFromString(read->elements[0].str)) {
-      return absl::InternalError(absl::StrCat("state: job ", job_id, " is not a Job"));
-    }
-    const int64_t length = read->elements[2].integer;
+    Job job = cached->job;
+    const int64_t length = cached->length;
     const absl::Time now = state_.clock().Now();
     event.set_job_id(job_id);
     event.set_seq(length + 1);
     *event.mutable_timestamp() = common::ToProtoTimestamp(now);
     ApplyEvent(event, &job);
+    const bool terminal = IsTerminal(event);
     absl::StatusOr<RedisReply> appended = state_.pool().Eval(
         Lua().append, {},
         {prefix, job_id, absl::StrCat(length), event.SerializeAsString(), job.SerializeAsString(),
-         IsTerminal(event) ? "1" : "0", absl::StrCat(Micros(now))});
-    if (!appended.ok()) return appended.status();
+         terminal ? "1" : "0", absl::StrCat(Micros(now))});
+    if (!appended.ok()) {
+      forget();
+      return appended.status();
+    }
     switch (appended->integer) {
       case -1:
+        forget();
         return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
       case -2:
+        forget();
         return absl::FailedPreconditionError(absl::StrCat("job ", job_id, " already ended"));
       case -3:
+        cached.reset();
         continue;
-      default:
+      default: {
+        absl::MutexLock lock(&mu_);
+        if (terminal) {
+          cache_.erase(job_id);
+        } else {
+          // Jobs that moved to another front stay until the bound clears them all.
+          if (cache_.size() >= kMaxCachedJobs) cache_.clear();
+          cache_[job_id] = CachedJob{std::move(job), length + 1};
+        }
         return appended->integer;
+      }
     }
   }
+  forget();
   return absl::AbortedError(absl::StrCat("job ", job_id, ": appends kept conflicting"));
 }
 

@@ -17,6 +17,7 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <unordered_map>
 #include <string>
 #include <vector>
 
@@ -91,7 +92,8 @@ class RedisState {
 // JobStore over Redis. Per job: a hash (Job bytes, tenant, request-id key, bytes, finished)
 // and a list of serialized events (index seq - 1). An append is a compare-and-set on the
 // list length, so two replicas appending to one job never give two events one seq, and an
-// append to an ended job fails for every replica. Watchers are this process's; they are
+// append to an ended job fails for every replica; the record and length this front wrote
+// last are kept here, so an append costs one round trip unless another front came between. Watchers are this process's; they are
 // woken by the "events" channel and, after a reconnect of the subscriber, all at once.
 // Eviction (Evict, on the ticker): finished jobs past the TTL, then the oldest finished
 // ones while the cluster-wide bytes exceed the budget, sparing jobs watched here.
@@ -125,9 +127,17 @@ class RedisJobStore final : public JobStore {
   // A cluster-wide count ("bytes", "jobs"); 0 when unreachable.
   size_t Counter(const std::string& name) const;
 
+  // The job record and log length after this front's last append to it.
+  struct CachedJob {
+    tpdiff::v1::Job job;
+    int64_t length = 0;
+  };
+  static constexpr size_t kMaxCachedJobs = 4096;
+
   RedisState& state_;
   mutable absl::Mutex mu_;
   std::map<std::string, std::vector<std::shared_ptr<JobWatcher>>> watchers_ ABSL_GUARDED_BY(mu_);
+  std::unordered_map<std::string, CachedJob> cache_ ABSL_GUARDED_BY(mu_);
 };
 
 // WorkQueue over Redis, one queue for all replicas. Per priority level and model a sorted
