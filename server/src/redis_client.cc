@@ -232,17 +232,25 @@ absl::StatusOr<RedisReply> RedisPool::Run(const std::vector<std::string>& args, 
       if (reply->type == REDIS_REPLY_ERROR) {
         const absl::string_view text(reply->str, reply->len);
         if (noscript != nullptr && absl::StartsWith(text, "NOSCRIPT")) *noscript = true;
-        // LOADING / READONLY / MASTERDOWN: a restarting or demoted server, worth a retry.
+        // LOADING / READONLY / MASTERDOWN: a restarting or demoted server, worth a retry;
+        // NOAUTH / WRONGPASS / "unauthenticated" (a long command before AUTH): a password
+        // missing or wrong, reported the same way. The connection starts afresh.
         if (absl::StartsWith(text, "LOADING") || absl::StartsWith(text, "READONLY") ||
-            absl::StartsWith(text, "MASTERDOWN")) {
+            absl::StartsWith(text, "MASTERDOWN") || absl::StartsWith(text, "NOAUTH") ||
+            absl::StartsWith(text, "WRONGPASS") ||
+            absl::StrContains(text, "Protocol error: unauthenticated")) {
           result = Unreachable(text);
+          freeReplyObject(reply);
+          reply = nullptr;
+          redisFree(connection->context);
+          connection->context = nullptr;
         } else {
           result = absl::InternalError(absl::StrCat("state: redis ", args[0], ": ", text));
         }
       } else {
         result = Copy(reply);
       }
-      freeReplyObject(reply);
+      if (reply != nullptr) freeReplyObject(reply);
     }
   }
   absl::MutexLock lock(&mu_);

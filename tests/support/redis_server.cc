@@ -40,7 +40,10 @@ bool Answers(const std::string& socket) {
   bool pong = false;
   if (context->err == 0) {
     auto* reply = static_cast<redisReply*>(redisCommand(context, "PING"));
-    pong = reply != nullptr && reply->type == REDIS_REPLY_STATUS;
+    // NOAUTH (a password is set) also says the server is up.
+    pong = reply != nullptr && (reply->type == REDIS_REPLY_STATUS ||
+                                (reply->type == REDIS_REPLY_ERROR &&
+                                 std::string(reply->str, reply->len).rfind("NOAUTH", 0) == 0));
     if (reply != nullptr) freeReplyObject(reply);
   }
   redisFree(context);
@@ -73,6 +76,7 @@ absl::Status RedisServer::Spawn() {
                                    "--save",       "",              "--daemonize",
                                    "no",           "--loglevel",    "warning",
                                    "--logfile",    dir_ + "/redis.log"};
+  if (!options_.password.empty()) args.insert(args.end(), {"--requirepass", options_.password});
   if (options_.append_only) {
     args.insert(args.end(), {"--appendonly", "yes", "--appendfsync", "always"});
   } else {

@@ -21,6 +21,7 @@ namespace tpdiff::testing {
 
 struct RedisServerOptions {
   bool append_only = false;  // AOF with appendfsync always: every acknowledged write survives
+  std::string password;      // requirepass; empty = none
 };
 
 class RedisServer {

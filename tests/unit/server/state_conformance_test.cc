@@ -596,6 +596,31 @@ TEST(RedisUnreachableTest, EveryCallNamesTheServerAndItRecoversByItself) {
   EXPECT_TRUE(store->Create(job, "").ok());
 }
 
+TEST(RedisUnreachableTest, AMissingOrWrongPasswordIsUnavailableNamingTheServer) {
+  ::tpdiff::testing::RedisServerOptions options;
+  options.password = "s3cret";
+  absl::StatusOr<std::unique_ptr<::tpdiff::testing::RedisServer>> redis =
+      ::tpdiff::testing::RedisServer::Start(options);
+  ASSERT_TRUE(redis.ok()) << redis.status();
+  FakeClock clock;
+  for (const char* password : {"", "wrong", "s3cret"}) {
+    RedisStateOptions state_options = RedisOptions("p:", "replica-a");
+    state_options.address = *ParseRedisUrl((*redis)->url());
+    state_options.address.password = password;
+    RedisState state(state_options, clock);
+    auto queue = state.MakeWorkQueue();
+    absl::Status pushed = queue->Push(QueuedJob{"j1", PRIORITY_STANDARD, "m", clock.Now()});
+    if (std::string(password) == "s3cret") {
+      EXPECT_TRUE(pushed.ok()) << pushed;
+      continue;
+    }
+    EXPECT_EQ(pushed.code(), absl::StatusCode::kUnavailable) << password << ": " << pushed;
+    EXPECT_THAT(pushed.message(), HasSubstr("state: redis at " + (*redis)->socket_path()));
+    EXPECT_THAT(pushed.message(), ::testing::Not(HasSubstr("s3cret")));
+    EXPECT_FALSE(state.Health().ok());
+  }
+}
+
 // ---- --state and its password ----
 
 TEST(ConfigureStateTest, ParsesTheTwoFormsAndRejectsTheRestNamingTheFlag) {
