@@ -36,6 +36,8 @@
 #include "tpdiff/model/model_package.h"
 #include "tpdiff/server/clock.h"
 #include "tpdiff/server/front_server.h"
+#include "tpdiff/server/redis_client.h"
+#include "tpdiff/server/server_setup.h"
 #include "tpdiff/v1/video_generation.grpc.pb.h"
 
 extern char** environ;
@@ -48,7 +50,7 @@ ABSL_DECLARE_FLAG(std::string, svg);     // sampler_bench.cc
 ABSL_DECLARE_FLAG(std::string, device);  // sampler_bench.cc
 ABSL_FLAG(std::string, worker_binary, "",
           "tpdiff-worker executable; empty = the one built with this benchmark");
-ABSL_FLAG(std::string, workers, "1,2,4", "service: worker process counts, one row each");
+ABSL_FLAG(std::string, workers, "1,2,4", "service: worker process counts, one row each (in-memory state)");
 ABSL_FLAG(int, jobs, 0, "timed jobs per row (0 = 60 for service, 10 for preview)");
 ABSL_FLAG(int, worker_threads, 1,
           "LibTorch threads per worker process (0 = the worker's default: all cores)");
@@ -65,6 +67,10 @@ ABSL_FLAG(std::string, encode_modes, "inline,overlapped",
           "preview: one row per mode, each on its own worker process: inline (encoding on "
           "the sampling thread, --encode-queue-depth=0) and overlapped (the slot's encoder "
           "thread, the worker's default)");
+ABSL_FLAG(std::string, redis, "",
+          "service: Redis rows (--state of 1 and 2 front replicas, 1 worker): a redis:// or "
+          "unix:// URL to use; empty = a redis-server on PATH started on a unix socket in the "
+          "temporary folder; off = no Redis rows");
 
 namespace tpdiff::bench {
 namespace {
@@ -129,21 +135,84 @@ JobSample RunJob(api::VideoGeneration::Stub& stub, const api::GenerateRequest& r
   return s;
 }
 
-// A front in this process and `workers` tpdiff-worker child processes, on 127.0.0.1.
+// Starts `args` (args[0] searched on PATH) with stdout and stderr to `log`.
+absl::StatusOr<pid_t> Spawn(std::vector<std::string> args, const std::string& log) {
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t files;
+  posix_spawn_file_actions_init(&files);
+  posix_spawn_file_actions_addopen(&files, STDOUT_FILENO, log.c_str(),
+                                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_adddup2(&files, STDOUT_FILENO, STDERR_FILENO);
+  pid_t pid = 0;
+  const int rc = posix_spawnp(&pid, argv[0], &files, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&files);
+  if (rc != 0) {
+    return absl::NotFoundError(absl::StrCat("cannot run ", args[0], ": ", std::strerror(rc)));
+  }
+  return pid;
+}
+
+// A redis-server without persistence on a unix socket in `dir`, for the Redis rows.
+class LocalRedis {
+ public:
+  static absl::StatusOr<std::unique_ptr<LocalRedis>> Start(const std::string& dir) {
+    auto redis = std::unique_ptr<LocalRedis>(new LocalRedis);
+    redis->socket_ = dir + "/redis.sock";
+    absl::StatusOr<pid_t> pid =
+        Spawn({"redis-server", "--port", "0", "--unixsocket", redis->socket_, "--dir", dir,
+               "--save", "", "--appendonly", "no"},
+              dir + "/redis.log");
+    if (!pid.ok()) return pid.status();
+    redis->pid_ = *pid;
+    absl::StatusOr<server::RedisAddress> address = server::ParseRedisUrl(redis->url());
+    if (!address.ok()) return address.status();
+    server::RedisPool pool(*address, 1);
+    const absl::Time until = absl::Now() + absl::Seconds(10);
+    while (!pool.Ping().ok()) {
+      if (absl::Now() > until) return absl::DeadlineExceededError("redis-server did not answer");
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    return redis;
+  }
+  ~LocalRedis() {
+    kill(pid_, SIGTERM);
+    waitpid(pid_, nullptr, 0);
+  }
+  std::string url() const { return "unix://" + socket_; }
+
+ private:
+  LocalRedis() = default;
+  pid_t pid_ = 0;
+  std::string socket_;
+};
+
+// `replicas` fronts in this process (sharing the Redis at `state_url`, or one front with
+// in-memory state when it is empty) and `workers` tpdiff-worker child processes connected to
+// the first front, on 127.0.0.1.
 class Service {
  public:
   static absl::StatusOr<std::unique_ptr<Service>> Start(
       const std::string& models_dir, const std::string& package, int workers,
-      const std::string& log_dir, const std::vector<std::string>& worker_flags = {}) {
+      const std::string& log_dir, const std::string& state_url = "", int replicas = 1,
+      const std::vector<std::string>& worker_flags = {}) {
     auto service = std::unique_ptr<Service>(new Service);
-    server::FrontServerOptions options;
-    options.listen = "127.0.0.1:0";
-    options.models_dir = models_dir;
-    service->front_ = std::make_unique<server::FrontServer>(options, service->clock_);
-    if (absl::Status s = service->front_->Start(); !s.ok()) return s;
-    const std::string target = absl::StrCat("127.0.0.1:", service->front_->port());
+    for (int r = 0; r < replicas; ++r) {
+      server::FrontServerOptions options;
+      options.listen = "127.0.0.1:0";
+      options.models_dir = models_dir;
+      if (absl::Status s = server::ConfigureState(state_url, "", options); !s.ok()) return s;
+      service->fronts_.push_back(std::make_unique<server::FrontServer>(options, service->clock_));
+      if (absl::Status s = service->fronts_.back()->Start(); !s.ok()) return s;
+      service->stubs_.push_back(api::VideoGeneration::NewStub(grpc::CreateChannel(
+          absl::StrCat("127.0.0.1:", service->fronts_.back()->port()),
+          grpc::InsecureChannelCredentials())));
+    }
+    const std::string target = absl::StrCat("127.0.0.1:", service->fronts_[0]->port());
     for (int i = 0; i < workers; ++i) {
-      const std::string log = absl::StrCat(log_dir, "/worker-", workers, "-", i, ".log");
+      const std::string log =
+          absl::StrCat(log_dir, "/worker-", workers, "-", replicas, "-", i, ".log");
       // Plaintext on loopback, as tpdiff-server --local-workers --insecure runs them.
       const std::string binary = absl::GetFlag(FLAGS_worker_binary);
       std::vector<std::string> args = {binary.empty() ? TPDIFF_WORKER_BINARY : binary,
@@ -164,7 +233,7 @@ class Service {
     }
     // Model loading takes a while for big packages; a worker that dies says why in its log.
     const absl::Time until = absl::Now() + absl::Minutes(3);
-    while (service->front_->dispatcher().ServingWorkers() < static_cast<size_t>(workers)) {
+    while (service->fronts_[0]->dispatcher().ServingWorkers() < static_cast<size_t>(workers)) {
       for (Child& child : service->children_) {
         int status = 0;
         if (waitpid(child.pid, &status, WNOHANG) == child.pid) {
@@ -176,8 +245,6 @@ class Service {
       if (absl::Now() > until) return absl::DeadlineExceededError("workers did not connect");
       absl::SleepFor(absl::Milliseconds(20));
     }
-    service->channel_ = grpc::CreateChannel(target, grpc::InsecureChannelCredentials());
-    service->stub_ = api::VideoGeneration::NewStub(service->channel_);
     return service;
   }
 
@@ -197,10 +264,15 @@ class Service {
         absl::SleepFor(absl::Milliseconds(20));
       }
     }
-    if (front_ != nullptr) front_->Shutdown(absl::ZeroDuration());
+    for (auto& front : fronts_) front->Shutdown(absl::ZeroDuration());
   }
 
-  api::VideoGeneration::Stub& stub() { return *stub_; }
+  // One stub per front; clients spread their jobs over them.
+  std::vector<api::VideoGeneration::Stub*> stubs() {
+    std::vector<api::VideoGeneration::Stub*> out;
+    for (auto& stub : stubs_) out.push_back(stub.get());
+    return out;
+  }
 
  private:
   struct Child {
@@ -209,24 +281,6 @@ class Service {
   };
 
   Service() = default;
-
-  static absl::StatusOr<pid_t> Spawn(std::vector<std::string> args, const std::string& log) {
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t files;
-    posix_spawn_file_actions_init(&files);
-    posix_spawn_file_actions_addopen(&files, STDOUT_FILENO, log.c_str(),
-                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_adddup2(&files, STDOUT_FILENO, STDERR_FILENO);
-    pid_t pid = 0;
-    const int rc = posix_spawn(&pid, argv[0], &files, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&files);
-    if (rc != 0) {
-      return absl::NotFoundError(absl::StrCat("cannot run ", args[0], ": ", std::strerror(rc)));
-    }
-    return pid;
-  }
 
   static std::string Tail(const std::string& path) {
     std::ifstream in(path);
@@ -237,10 +291,9 @@ class Service {
   }
 
   server::RealClock clock_;
-  std::unique_ptr<server::FrontServer> front_;
+  std::vector<std::unique_ptr<server::FrontServer>> fronts_;
   std::vector<Child> children_;
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<api::VideoGeneration::Stub> stub_;
+  std::vector<std::unique_ptr<api::VideoGeneration::Stub>> stubs_;
 };
 
 // Runs `jobs` jobs from `clients` threads at once; returns the samples and the wall time.
@@ -249,8 +302,9 @@ struct Run {
   double wall = 0;
 };
 
-Run RunJobs(api::VideoGeneration::Stub& stub, const api::GenerateRequest& request, int jobs,
-            int clients) {
+// Job i goes to front i mod the number of fronts.
+Run RunJobs(const std::vector<api::VideoGeneration::Stub*>& stubs,
+            const api::GenerateRequest& request, int jobs, int clients) {
   Run run;
   run.samples.resize(jobs);
   std::atomic<int> next{0};
@@ -261,7 +315,7 @@ Run RunJobs(api::VideoGeneration::Stub& stub, const api::GenerateRequest& reques
       for (int i = next++; i < jobs; i = next++) {
         api::GenerateRequest r = request;
         r.set_seed(static_cast<uint64_t>(i) + 1);
-        run.samples[i] = RunJob(stub, r);
+        run.samples[i] = RunJob(*stubs[i % stubs.size()], r);
       }
     });
   }
@@ -332,6 +386,7 @@ int RunServiceBench() {
   request.mutable_preview()->set_enabled(true);
 
   struct Row {
+    std::string state;  // memory, redis x1, redis x2 (front replicas)
     int workers, clients;
     Run run;
   };
@@ -339,18 +394,42 @@ int RunServiceBench() {
   for (int workers : worker_counts) {
     // Inline encoding: with encodes overlapping the sampling, total - sampling - encode would
     // no longer be what the service adds.
-    auto service =
-        Service::Start(models_dir, spec.name, workers, tmp.path(), {"--encode-queue-depth=0"});
+    auto service = Service::Start(models_dir, spec.name, workers, tmp.path(), "", 1,
+                                  {"--encode-queue-depth=0"});
     if (!service.ok()) return Fail(service.status().ToString());
     // Warm-up: every worker runs a job or two before the clock starts.
-    Run warm = RunJobs((*service)->stub(), request, 2 * workers, workers);
+    Run warm = RunJobs((*service)->stubs(), request, 2 * workers, workers);
     if (std::string e = FirstError(warm); !e.empty()) return Fail("warm-up job: " + e);
     // One job at a time (1 worker only): latency without queueing. Then 2 jobs in flight
     // per worker, so no worker waits for the next assignment and the queue is used.
     std::vector<int> client_counts = {2 * workers};
     if (workers == 1) client_counts.insert(client_counts.begin(), 1);
     for (int clients : client_counts) {
-      Row row{workers, clients, RunJobs((*service)->stub(), request, jobs, clients)};
+      Row row{"memory", workers, clients, RunJobs((*service)->stubs(), request, jobs, clients)};
+      if (std::string e = FirstError(row.run); !e.empty()) return Fail("job: " + e);
+      rows.push_back(std::move(row));
+    }
+  }
+  // Shared state: the same with 1 worker, through 1 and 2 front replicas on one Redis (jobs
+  // spread over the replicas; the worker is connected to the first, so with 2 replicas half
+  // the jobs are queued on a replica that does not run them).
+  std::string redis_url = absl::GetFlag(FLAGS_redis);
+  std::unique_ptr<LocalRedis> local_redis;
+  if (redis_url.empty()) {
+    absl::StatusOr<std::unique_ptr<LocalRedis>> started = LocalRedis::Start(tmp.path());
+    if (!started.ok()) return Fail(absl::StrCat("--redis: ", started.status().ToString()));
+    local_redis = *std::move(started);
+    redis_url = local_redis->url();
+  }
+  for (int replicas = 1; redis_url != "off" && replicas <= 2; ++replicas) {
+    auto service = Service::Start(models_dir, spec.name, 1, tmp.path(), redis_url, replicas,
+                                  {"--encode-queue-depth=0"});
+    if (!service.ok()) return Fail(service.status().ToString());
+    Run warm = RunJobs((*service)->stubs(), request, 2 * replicas, replicas);
+    if (std::string e = FirstError(warm); !e.empty()) return Fail("warm-up job: " + e);
+    for (int clients : {1, 2}) {
+      Row row{absl::StrCat("redis x", replicas), 1, clients,
+              RunJobs((*service)->stubs(), request, jobs, clients)};
       if (std::string e = FirstError(row.run); !e.empty()) return Fail("job: " + e);
       rows.push_back(std::move(row));
     }
@@ -364,7 +443,7 @@ int RunServiceBench() {
   std::printf(
       "  overhead = client-observed total - worker-reported (sampling + encoding); \"of it "
       "queue\" = p50 of the reported queue time (admission to start on a worker)\n");
-  std::printf("  %-7s %-7s %8s %13s %13s %13s %13s %13s %13s\n", "workers", "clients",
+  std::printf("  %-9s %-7s %-7s %8s %13s %13s %13s %13s %13s %13s\n", "state", "workers", "clients",
               "jobs/s", "overhead p50", "overhead p99", "of it queue", "sampling p50",
               "encode p50", "total p50");
   std::vector<Bar> bars;
@@ -378,11 +457,13 @@ int RunServiceBench() {
       total.push_back(s.total);
     }
     const double rate = row.run.samples.size() / row.run.wall;
-    std::printf("  %-7d %-7d %8.1f %13s %13s %13s %13s %13s %13s\n", row.workers, row.clients,
+    std::printf("  %-9s %-7d %-7d %8.1f %13s %13s %13s %13s %13s %13s\n", row.state.c_str(),
+                row.workers, row.clients,
                 rate, Ms(Percentile(overhead, 0.5)).c_str(), Ms(Percentile(overhead, 0.99)).c_str(),
                 Ms(Percentile(queue, 0.5)).c_str(), Ms(Percentile(sampling, 0.5)).c_str(), Ms(Percentile(encode, 0.5)).c_str(),
                 Ms(Percentile(total, 0.5)).c_str());
-    bars.push_back({absl::StrCat(row.workers, row.workers == 1 ? " worker, " : " workers, ",
+    bars.push_back({absl::StrCat(row.state, ", ", row.workers,
+                                 row.workers == 1 ? " worker, " : " workers, ",
                                  row.clients, row.clients == 1 ? " client" : " clients"),
                     rate,
                     absl::StrFormat("overhead p50 %s, p99 %s", Ms(Percentile(overhead, 0.5)),
@@ -390,7 +471,7 @@ int RunServiceBench() {
   }
   const std::string chart = ChartPath("bench-service.svg");
   std::ofstream(chart) << HorizontalBarChartSvg(
-      absl::StrCat("Jobs per second through one front (", spec.network, " network, ",
+      absl::StrCat("Jobs per second through the front (", spec.network, " network, ",
                    spec.frames, " frames, 1 step per stage)"),
       "jobs/s", bars);
   std::printf("  chart written to %s\n", chart.c_str());
@@ -450,9 +531,9 @@ int RunPreviewBench() {
   std::vector<std::unique_ptr<Service>> services;
   for (Mode& mode : modes) {
     auto service = Service::Start(path.parent_path().string(), path.filename().string(), 1,
-                                  tmp.path(), mode.worker_flags);
+                                  tmp.path(), "", 1, mode.worker_flags);
     if (!service.ok()) return Fail(service.status().ToString());
-    Run warm = RunJobs((*service)->stub(), request, 1, 1);
+    Run warm = RunJobs((*service)->stubs(), request, 1, 1);
     if (std::string e = FirstError(warm); !e.empty()) return Fail("warm-up job: " + e);
     services.push_back(*std::move(service));
   }
@@ -460,7 +541,7 @@ int RunPreviewBench() {
     for (size_t m = 0; m < modes.size(); ++m) {
       api::GenerateRequest r = request;
       r.set_seed(static_cast<uint64_t>(i) + 1);
-      const JobSample s = RunJob(services[m]->stub(), r);
+      const JobSample s = RunJob(*services[m]->stubs()[0], r);
       if (!s.error.empty()) return Fail("job: " + s.error);
       if (s.first_preview < 0) return Fail("a job sent no preview");
       Mode& mode = modes[m];

@@ -6,7 +6,8 @@ namespace tpdiff::bench {
 // `tpdiff-bench service`: a front (tpdiff::server::FrontServer in this process, real gRPC on
 // 127.0.0.1) with 1, 2 and 4 tpdiff-worker child processes serving a network that costs next
 // to nothing; prints the service's overhead per job (client-observed total minus the worker's
-// reported sampling and encoding time, p50/p99) and jobs per second. Returns the exit code.
+// reported sampling and encoding time, p50/p99) and jobs per second; then the same with one
+// worker through 1 and 2 front replicas sharing a Redis (--redis). Returns the exit code.
 int RunServiceBench();
 
 // `tpdiff-bench preview --model DIR`: time to the first stage preview and the total job time,

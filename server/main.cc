@@ -39,6 +39,11 @@ ABSL_FLAG(std::string, worker_secret_file, "",
           "file holding the shared worker secret (metadata tpdiff-worker-secret on WorkerGateway)");
 ABSL_FLAG(bool, insecure, false, "serve plaintext gRPC (local mode and tests only)");
 ABSL_FLAG(std::string, auth, "api-key", "api-key (bearer keys from --tenants-file) or none");
+ABSL_FLAG(std::string, state, "memory",
+          "where queues, jobs, events, videos and tenant counters live: memory (this process) or "
+          "redis://HOST:PORT[/DB] | unix:///PATH[?db=N] shared by every replica (docs/scale-out.md)");
+ABSL_FLAG(std::string, redis_password_file, "",
+          "file holding the Redis password; empty = env TPDIFF_REDIS_PASSWORD, or none");
 ABSL_FLAG(std::string, tenants_file, "", "JSON tenants file: API key hashes and limits (docs/security.md)");
 
 int main(int argc, char** argv) {
@@ -70,6 +75,10 @@ int main(int argc, char** argv) {
                                absl::GetFlag(FLAGS_worker_binary),
                                absl::GetFlag(FLAGS_worker_threads)};
   absl::Status setup = ConfigureSecurity(security, options);
+  if (setup.ok()) {
+    setup = ConfigureState(absl::GetFlag(FLAGS_state), absl::GetFlag(FLAGS_redis_password_file),
+                           options);
+  }
   if (setup.ok()) setup = PrepareLocalWorkerAuth(local, options);
   if (!setup.ok()) {
     std::cerr << "tpdiff-server: " << setup.message() << "\n";

@@ -49,12 +49,17 @@ Dispatcher::Dispatcher(DispatcherOptions options, const Clock& clock, ModelRegis
       queue_(queue != nullptr ? std::move(queue)
                               : std::make_unique<PriorityJobQueue>(options.queue_capacity,
                                                                    options.aging_interval)),
-      recent_(options.recent_jobs_for_estimate) {}
+      recent_(options.recent_jobs_for_estimate) {
+  queue_->SetListener(this);
+}
 
-absl::Time Dispatcher::QueueDeadline(const ActiveJob& job, absl::Time from) const {
-  absl::Time deadline = job.call_deadline;
-  if (job.request.has_max_queue_wait()) {
-    const absl::Duration wait = FromProtoDuration(job.request.max_queue_wait());
+Dispatcher::~Dispatcher() { queue_->SetListener(nullptr); }
+
+absl::Time Dispatcher::QueueDeadline(const GenerateRequest& request, absl::Time call_deadline,
+                                     absl::Time from) {
+  absl::Time deadline = call_deadline;
+  if (request.has_max_queue_wait()) {
+    const absl::Duration wait = FromProtoDuration(request.max_queue_wait());
     if (wait > absl::ZeroDuration()) deadline = std::min(deadline, from + wait);
   }
   return deadline;
@@ -77,19 +82,15 @@ absl::StatusOr<Submission> Dispatcher::Submit(const GenerateRequest& request,
   if (!admitting_) {
     return absl::UnavailableError("server is shutting down and admits no new jobs; retry");
   }
-  if (!filled->request_id().empty()) {
-    if (std::optional<std::string> id = store_.FindByRequestId(owner.tenant, filled->request_id())) {
-      absl::StatusOr<Job> existing = store_.Get(*id);
-      if (existing.ok()) return Submission{*std::move(existing), /*existing=*/true};
-    }
-  }
-  auto tenant_queued = queued_by_tenant_.find(owner.tenant);
-  if (absl::Status limit = CheckTenantQueuedJobs(
-          owner.tenant, tenant_queued == queued_by_tenant_.end() ? 0 : tenant_queued->second,
-          owner.max_queued_jobs);
-      !limit.ok()) {
-    return limit;
-  }
+  auto existing = [&]() -> std::optional<Submission> {
+    if (filled->request_id().empty()) return std::nullopt;
+    std::optional<std::string> id = store_.FindByRequestId(owner.tenant, filled->request_id());
+    if (!id.has_value()) return std::nullopt;
+    absl::StatusOr<Job> job = store_.Get(*id);
+    if (!job.ok()) return std::nullopt;
+    return Submission{*std::move(job), /*existing=*/true};
+  };
+  if (std::optional<Submission> found = existing()) return *std::move(found);
 
   const absl::Time now = clock_.Now();
   std::string job_id;
@@ -97,39 +98,40 @@ absl::StatusOr<Submission> Dispatcher::Submit(const GenerateRequest& request,
     job_id = absl::StrFormat("job-%016x", absl::Uniform<uint64_t>(bitgen_));
   } while (active_.count(job_id) > 0 || store_.Get(job_id).ok());
 
-  ActiveJob job;
-  job.request = *filled;
-  job.tenant = owner.tenant;
-  job.queued_at = now;
-  job.call_deadline = call_deadline;
-  job.run.created_at = now;
-  job.run.num_frames = filled->num_frames();
-  job.entry = QueuedJob{job_id, filled->priority(), filled->model(), now, QueueDeadline(job, now)};
-  if (job.entry.deadline <= now) {
+  const QueuedJob entry{job_id,        filled->priority(),
+                        filled->model(), now,
+                        QueueDeadline(*filled, call_deadline, now),
+                        owner.tenant,  now,
+                        call_deadline};
+  if (entry.deadline <= now) {
     return absl::DeadlineExceededError("the call's deadline passed before the job was queued");
   }
-  const size_t ahead = queue_->Ahead(job.entry.priority, now);
-  if (absl::Status pushed = queue_->Push(job.entry); !pushed.ok()) return pushed;
-  if (job.entry.deadline != absl::InfiniteFuture()) {
-    const ModelCapacity capacity = workers_.Capacity(job.entry.model);
-    const bool by_queue_wait = job.entry.deadline < call_deadline;
+  const size_t ahead = queue_->Ahead(entry.priority, now);
+  // Stored before it is queued, so that a front popping it (a shared queue) finds it; the
+  // store's request-id check makes a retry racing on another front get this job.
+  if (absl::Status created = log_.Create(job_id, *filled, owner.tenant, now, ahead);
+      !created.ok()) {
+    if (absl::IsAlreadyExists(created)) {
+      if (std::optional<Submission> found = existing()) return *std::move(found);
+    }
+    return created;
+  }
+  if (absl::Status pushed = queue_->Push(entry, owner.max_queued_jobs); !pushed.ok()) {
+    store_.Discard(job_id);
+    return pushed;
+  }
+  if (entry.deadline != absl::InfiniteFuture()) {
+    const ModelCapacity capacity = workers_.Capacity(entry.model);
+    const bool by_queue_wait = entry.deadline < call_deadline;
     absl::Status fits = CheckEstimatedWait(
         WaitInputs{ahead, capacity.busy, capacity.slots, recent_.Mean()},
-        job.entry.deadline - now, by_queue_wait ? "max_queue_wait" : "call deadline");
+        entry.deadline - now, by_queue_wait ? "max_queue_wait" : "call deadline");
     if (!fits.ok()) {
-      queue_->Remove(job_id);
+      if (queue_->Remove(job_id)) store_.Discard(job_id);  // else a front already runs it
       return fits;
     }
   }
-
-  if (absl::Status created = log_.Create(job_id, *filled, owner.tenant, now, ahead);
-      !created.ok()) {
-    queue_->Remove(job_id);
-    return created;
-  }
-  ++queued_by_tenant_[owner.tenant];
-  pending_models_.insert(job.entry.model);
-  active_.emplace(job_id, std::move(job));
+  pending_models_.insert(entry.model);
   DispatchLocked();
   UpdateGaugesLocked();
   absl::StatusOr<Job> stored = store_.Get(job_id);
@@ -141,48 +143,77 @@ absl::StatusOr<Job> Dispatcher::Cancel(const std::string& job_id, const std::str
   absl::MutexLock lock(&mu_);
   absl::StatusOr<Job> job = store_.Get(job_id);
   if (!job.ok()) return job.status();
+  if (IsTerminal(job->state())) return job;
   if (active_.count(job_id) > 0) {
     CancelLocked(job_id, source);
-    DispatchLocked();
-    UpdateGaugesLocked();
+  } else if (queue_->Remove(job_id)) {
+    FinishLocked(job_id, JobEventLog::Cancelled(source));
+  } else if (queue_->shared()) {
+    // Running on another front's worker: the log ends here (an append to an ended job fails
+    // on every front), and that front stops the worker when it hears of it.
+    log_.Finish(job_id, JobEventLog::Cancelled(source)).IgnoreError();
+    queue_->RequestCancel(job_id, absl::StrCat("cancelled (", source, ")"));
   }
+  DispatchLocked();
+  UpdateGaugesLocked();
   return store_.Get(job_id);
 }
 
 void Dispatcher::CancelLocked(const std::string& job_id, const std::string& source) {
   auto it = active_.find(job_id);
   if (it == active_.end()) return;
-  if (it->second.queued) {
-    queue_->Remove(job_id);
-  } else if (const WorkerEntry* worker = workers_.Find(it->second.worker)) {
+  if (const WorkerEntry* worker = workers_.Find(it->second.worker)) {
     // The slot stays taken until the worker confirms (event or heartbeat without the job).
     worker->channel->Send(CancelMessage(job_id, absl::StrCat("cancelled (", source, ")")));
   }
   FinishLocked(job_id, JobEventLog::Cancelled(source));
 }
 
+void Dispatcher::OnCancelRequested(const std::string& job_id, const std::string& reason) {
+  absl::MutexLock lock(&mu_);
+  StopEndedLocked(job_id, reason);
+  UpdateGaugesLocked();
+}
+
+void Dispatcher::StopEndedLocked(const std::string& job_id, const std::string& reason) {
+  auto it = active_.find(job_id);
+  if (it == active_.end()) return;
+  if (const WorkerEntry* worker = workers_.Find(it->second.worker)) {
+    worker->channel->Send(CancelMessage(job_id, reason));
+  }
+  ForgetLocked(job_id);
+}
+
+void Dispatcher::OnJobQueued(const std::string& model) {
+  absl::MutexLock lock(&mu_);
+  pending_models_.insert(model);
+  DispatchLocked();
+  UpdateGaugesLocked();
+}
+
 void Dispatcher::FinishLocked(const std::string& job_id, JobEvent event) {
-  log_.Finish(job_id, std::move(event));
+  log_.Finish(job_id, std::move(event)).IgnoreError();  // ended elsewhere: nothing to add
   ForgetLocked(job_id);
 }
 
 void Dispatcher::ForgetLocked(const std::string& job_id) {
   auto it = active_.find(job_id);
   if (it == active_.end()) return;
-  SetQueuedLocked(it->second, false);
   if (it->second.worker != 0) workers_.EndLease(job_id);
   active_.erase(it);
+  queue_->Finished(job_id);
 }
 
-void Dispatcher::SetQueuedLocked(ActiveJob& job, bool queued) {
-  if (job.queued == queued) return;
-  job.queued = queued;
-  if (queued) {
-    ++queued_by_tenant_[job.tenant];
-    return;
-  }
-  auto count = queued_by_tenant_.find(job.tenant);
-  if (count != queued_by_tenant_.end() && --count->second == 0) queued_by_tenant_.erase(count);
+std::optional<Dispatcher::ActiveJob> Dispatcher::LoadLocked(const QueuedJob& entry) {
+  absl::StatusOr<Job> stored = store_.Get(entry.job_id);
+  if (!stored.ok() || IsTerminal(stored->state())) return std::nullopt;
+  ActiveJob job;
+  job.request = stored->request();
+  job.entry = entry;
+  job.run.attempt = std::max<uint32_t>(stored->attempt(), 1);
+  job.run.created_at = common::FromProtoTimestamp(stored->created_at());
+  job.run.num_frames = job.request.num_frames();
+  return job;
 }
 
 tpdiff::v1::ListModelsResponse Dispatcher::ListModels() const {
@@ -279,18 +310,28 @@ void Dispatcher::HandleEventLocked(uint64_t connection, const WorkerEntry& worke
   workers_.Confirm(job_id, now);
   TranslatedEvent translated = TranslateWorkerEvent(message.event(), job.run, now);
   switch (translated.action) {
-    case WorkerEventAction::kAppend:
-      log_.Record(job_id, job.run, std::move(translated.event), now);
+    case WorkerEventAction::kAppend: {
+      absl::Status recorded = log_.Record(job_id, job.run, std::move(translated.event), now);
+      // Ended on another front (cancelled there): the worker stops within one step.
+      if (absl::IsFailedPrecondition(recorded)) StopEndedLocked(job_id, "job already ended");
       return;
-    case WorkerEventAction::kFinish:
+    }
+    case WorkerEventAction::kFinish: {
       if (translated.event.has_completed()) {
         recent_.Add(absl::ToDoubleSeconds(now - job.run.assigned_at));
       }
       workers_.ReleaseSlot(connection, job_id);
       pending_workers_.push_back(connection);
-      log_.Record(job_id, job.run, std::move(translated.event), now);
+      absl::Status recorded = log_.Record(job_id, job.run, std::move(translated.event), now);
+      if (absl::IsUnavailable(recorded)) {
+        // The shared store did not take the job's end: run it again rather than lose it.
+        RequeueLocked(job_id, "state_unavailable",
+                      absl::StrCat("the job's end could not be stored: ", recorded.message()));
+        return;
+      }
       ForgetLocked(job_id);
       return;
+    }
     case WorkerEventAction::kRequeue:
       RequeueLocked(job_id, "worker_cancelled",
                     absl::StrCat("worker ", worker.worker_id, " cancelled the job (",
@@ -335,19 +376,40 @@ void Dispatcher::RequeueLocked(const std::string& job_id, const std::string& lab
     return;
   }
   const absl::Time now = clock_.Now();
-  ++job.run.attempt;
-  job.run.preview_seen = false;
-  job.queued_at = now;
-  job.entry.deadline = QueueDeadline(job, now);
-  log_.Requeued(job_id, job.run.attempt, label, reason);
-  queue_->PushFront(job.entry);
-  SetQueuedLocked(job, true);
-  pending_models_.insert(job.entry.model);
+  QueuedJob entry = job.entry;
+  entry.queued_at = now;
+  entry.deadline = QueueDeadline(job.request, entry.call_deadline, now);
+  log_.Requeued(job_id, job.run.attempt + 1, label, reason);
+  active_.erase(it);
+  pending_models_.insert(entry.model);
+  queue_->PushFront(std::move(entry));  // also ends the lease of a shared queue
+}
+
+void Dispatcher::AdoptOrphansLocked(absl::Time now) {
+  for (const QueuedJob& orphan : queue_->TakeOrphans(now)) {
+    std::optional<ActiveJob> job = LoadLocked(orphan);
+    if (!job.has_value()) {
+      queue_->Finished(orphan.job_id);
+      continue;
+    }
+    active_.emplace(orphan.job_id, *std::move(job));
+    RequeueLocked(orphan.job_id, "front_lost",
+                  "the front running the job stopped renewing its lease");
+  }
+}
+
+std::vector<std::string> Dispatcher::ServedModelsLocked() const {
+  std::vector<std::string> served;
+  for (const tpdiff::v1::ModelInfo& info : models_.List()) {
+    if (workers_.Capacity(info.name()).workers > 0) served.push_back(info.name());
+  }
+  return served;
 }
 
 void Dispatcher::DispatchLocked() {
   const absl::Time now = clock_.Now();
-  ExpireQueuedLocked(now);
+  // A shared queue's deadlines cost a round trip: they are expired on Tick.
+  if (!queue_->shared()) ExpireQueuedLocked(now);
   // A worker with a freed slot takes the best job it can run.
   std::vector<uint64_t> workers;
   workers.swap(pending_workers_);
@@ -371,33 +433,35 @@ bool Dispatcher::AssignNextLocked(uint64_t connection, absl::Time now) {
   if (worker == nullptr) return false;
   std::optional<QueuedJob> next = queue_->Pop(now, worker->models);
   if (!next.has_value()) return false;
-  auto it = active_.find(next->job_id);
-  if (it == active_.end()) return true;  // not ours to run; try the next one
-  ActiveJob& job = it->second;
-  SetQueuedLocked(job, false);
+  std::optional<ActiveJob> loaded = LoadLocked(*next);
+  if (!loaded.has_value()) {  // ended meanwhile (cancelled on another front): try the next
+    queue_->Finished(next->job_id);
+    return true;
+  }
+  ActiveJob& job = active_.insert_or_assign(next->job_id, *std::move(loaded)).first->second;
   job.worker = connection;
   job.run.assigned_at = now;
   job.run.worker_id = worker->worker_id;
   workers_.HoldSlot(connection, next->job_id, job.run.attempt);
   workers_.Lease(next->job_id, connection, now);
-  metrics_.QueueWait(absl::ToDoubleSeconds(now - job.queued_at));
+  metrics_.QueueWait(absl::ToDoubleSeconds(now - job.entry.queued_at));
   DispatchMessage message;
   tpdiff::worker::v1::Assign* assign = message.mutable_assign();
   assign->set_job_id(next->job_id);
   *assign->mutable_request() = job.request;
   assign->set_attempt(job.run.attempt);
-  *assign->mutable_queue_time() = ToProtoDuration(now - job.queued_at);
+  *assign->mutable_queue_time() = ToProtoDuration(now - job.entry.queued_at);
   worker->channel->Send(std::move(message));
   return true;
 }
 
 void Dispatcher::ExpireQueuedLocked(absl::Time now) {
   for (const QueuedJob& expired : queue_->TakeExpired(now)) {
-    auto it = active_.find(expired.job_id);
-    if (it == active_.end()) continue;
+    absl::StatusOr<Job> stored = store_.Get(expired.job_id);
+    const absl::Duration max_queue_wait =
+        stored.ok() ? FromProtoDuration(stored->request().max_queue_wait()) : absl::ZeroDuration();
     FinishLocked(expired.job_id,
-                 JobEventLog::QueueDeadlinePassed(it->second.call_deadline <= now,
-                                                  FromProtoDuration(it->second.request.max_queue_wait())));
+                 JobEventLog::QueueDeadlinePassed(expired.call_deadline <= now, max_queue_wait));
   }
 }
 
@@ -428,6 +492,7 @@ void Dispatcher::FailUnservableLocked(absl::Time now) {
   for (const std::string& model : queue_->Models()) {
     const ModelCapacity capacity = workers_.Capacity(model);
     if (capacity.workers > 0 || capacity.unserved_since > cutoff) continue;
+    if (queue_->ServedElsewhere(model)) continue;
     for (const QueuedJob& job : queue_->TakeModel(model, cutoff)) {
       FinishLocked(job.job_id,
                    JobEventLog::Unservable(
@@ -440,10 +505,20 @@ void Dispatcher::Tick() {
   store_.Evict();
   absl::MutexLock lock(&mu_);
   const absl::Time now = clock_.Now();
+  if (queue_->shared()) {
+    queue_->Heartbeat(now, ServedModelsLocked());
+    AdoptOrphansLocked(now);
+    ExpireQueuedLocked(now);
+    // Pub/sub may lose a "queued" message (a reconnect): free workers look once per tick.
+    for (uint64_t connection : workers_.Connections()) {
+      if (workers_.HasFreeSlot(connection)) pending_workers_.push_back(connection);
+    }
+  }
   ExpireLeasesLocked(now);
   FailUnservableLocked(now);
   DispatchLocked();  // also expires queue deadlines
   UpdateGaugesLocked();
+  UpdateQueueGaugesLocked();
 }
 
 void Dispatcher::StopAdmitting() {
@@ -453,6 +528,7 @@ void Dispatcher::StopAdmitting() {
 
 void Dispatcher::CancelQueued(const std::string& source) {
   absl::MutexLock lock(&mu_);
+  if (queue_->shared()) return;
   for (const QueuedJob& job : queue_->TakeAll()) {
     FinishLocked(job.job_id, JobEventLog::Cancelled(source));
   }
@@ -463,7 +539,9 @@ void Dispatcher::DrainWorkers() {
   absl::MutexLock lock(&mu_);
   const absl::Time now = clock_.Now();
   for (uint64_t connection : workers_.Connections()) {
-    if (workers_.SetDraining(connection, now)) {
+    // With a shared queue the workers stay: they get no new job here and reconnect to
+    // another front when this one closes their streams.
+    if (workers_.SetDraining(connection, now) && !queue_->shared()) {
       workers_.Find(connection)->channel->Send(DrainMessage());
     }
   }
@@ -475,7 +553,22 @@ void Dispatcher::CancelAll(const std::string& source) {
   std::vector<std::string> ids;
   ids.reserve(active_.size());
   for (const auto& [job_id, job] : active_) ids.push_back(job_id);
-  for (const std::string& job_id : ids) CancelLocked(job_id, source);
+  if (!queue_->shared()) {
+    for (const QueuedJob& job : queue_->TakeAll()) {
+      FinishLocked(job.job_id, JobEventLog::Cancelled(source));
+    }
+  }
+  for (const std::string& job_id : ids) {
+    if (!queue_->shared()) {
+      CancelLocked(job_id, source);
+      continue;
+    }
+    const ActiveJob& job = active_.at(job_id);
+    if (const WorkerEntry* worker = workers_.Find(job.worker)) {
+      worker->channel->Send(CancelMessage(job_id, absl::StrCat("front ", source)));
+    }
+    RequeueLocked(job_id, "worker_disconnected", absl::StrCat("its front ended (", source, ")"));
+  }
   UpdateGaugesLocked();
 }
 
@@ -487,7 +580,15 @@ bool Dispatcher::WaitUntilNoRunningJobs(absl::Duration timeout) {
 
 bool Dispatcher::Ready() const {
   absl::MutexLock lock(&mu_);
-  return admitting_ && !queue_->Full(tpdiff::v1::PRIORITY_STANDARD) && workers_.serving() > 0;
+  if (!admitting_ || !queue_->Health().ok() || queue_->Full(tpdiff::v1::PRIORITY_STANDARD)) {
+    return false;
+  }
+  if (workers_.serving() > 0) return true;
+  if (!queue_->shared()) return false;
+  for (const tpdiff::v1::ModelInfo& info : models_.List()) {
+    if (queue_->ServedElsewhere(info.name())) return true;
+  }
+  return false;
 }
 
 size_t Dispatcher::ServingWorkers() const {
@@ -505,10 +606,15 @@ size_t Dispatcher::QueuedJobs() const {
   return queue_->TotalSize();
 }
 
-void Dispatcher::UpdateGaugesLocked() {
+void Dispatcher::UpdateQueueGaugesLocked() {
+  // With a shared queue every front exports the cluster-wide depth: dashboards take max().
   gauges_.interactive->Set(static_cast<double>(queue_->Size(tpdiff::v1::PRIORITY_INTERACTIVE)));
   gauges_.standard->Set(static_cast<double>(queue_->Size(tpdiff::v1::PRIORITY_STANDARD)));
   gauges_.batch->Set(static_cast<double>(queue_->Size(tpdiff::v1::PRIORITY_BATCH)));
+}
+
+void Dispatcher::UpdateGaugesLocked() {
+  if (!queue_->shared()) UpdateQueueGaugesLocked();
   gauges_.serving->Set(static_cast<double>(workers_.serving()));
   gauges_.draining->Set(static_cast<double>(workers_.draining()));
 }

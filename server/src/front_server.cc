@@ -37,9 +37,28 @@ absl::Status FrontServer::Start() {
     if (!models.ok()) return models.status();
     for (spec::ModelSpec& model : *models) models_->AddFromDisk(std::move(model));
   }
-  store_ = std::make_unique<InMemoryJobStore>(clock_, options_.job_ttl, options_.job_store_bytes);
-  dispatcher_ = std::make_unique<Dispatcher>(options_.dispatcher, clock_, *models_, *store_, *metrics_);
-  if (options_.tenants.has_value()) tenants_ = std::make_unique<Tenants>(*options_.tenants, clock_);
+  std::unique_ptr<WorkQueue> queue;  // null: the Dispatcher's in-memory queue
+  std::unique_ptr<TenantLimiter> limiter;  // null: in memory
+  if (options_.redis.has_value()) {
+    RedisStateOptions redis;
+    redis.address = *options_.redis;
+    redis.liveness_ttl = options_.dispatcher.lease_timeout;
+    redis.queue_capacity = options_.dispatcher.queue_capacity;
+    redis.aging_interval = options_.dispatcher.aging_interval;
+    redis.job_ttl = options_.job_ttl;
+    redis.job_store_bytes = options_.job_store_bytes;
+    redis_ = std::make_unique<RedisState>(std::move(redis), clock_);
+    store_ = redis_->MakeJobStore();
+    queue = redis_->MakeWorkQueue();
+    limiter = redis_->MakeTenantLimiter();
+  } else {
+    store_ = std::make_unique<InMemoryJobStore>(clock_, options_.job_ttl, options_.job_store_bytes);
+  }
+  dispatcher_ = std::make_unique<Dispatcher>(options_.dispatcher, clock_, *models_, *store_,
+                                             *metrics_, std::move(queue));
+  if (options_.tenants.has_value()) {
+    tenants_ = std::make_unique<Tenants>(*options_.tenants, clock_, std::move(limiter));
+  }
   worker_auth_ = std::make_unique<WorkerAuthenticator>(options_.worker_auth);
   api_service_ =
       std::make_unique<VideoGenerationService>(*dispatcher_, *store_, *metrics_, tenants_.get());

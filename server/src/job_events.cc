@@ -79,7 +79,8 @@ void JobEventLog::Requeued(const std::string& job_id, uint32_t attempt, const st
   store_.Append(job_id, std::move(requeued)).IgnoreError();  // queued jobs have not ended
 }
 
-void JobEventLog::Record(const std::string& job_id, JobRun& run, JobEvent event, absl::Time now) {
+absl::Status JobEventLog::Record(const std::string& job_id, JobRun& run, JobEvent event,
+                                 absl::Time now) {
   if (event.has_stage_preview() && !run.preview_seen) {
     run.preview_seen = true;
     metrics_.TimeToFirstPreview(absl::ToDoubleSeconds(now - run.created_at));
@@ -92,19 +93,17 @@ void JobEventLog::Record(const std::string& job_id, JobRun& run, JobEvent event,
     }
     metrics_.FramesGenerated(run.num_frames);
   }
-  if (IsTerminal(event)) {
-    Finish(job_id, std::move(event));
-  } else {
-    store_.Append(job_id, std::move(event)).IgnoreError();  // running jobs have not ended
-  }
+  if (IsTerminal(event)) return Finish(job_id, std::move(event));
+  return store_.Append(job_id, std::move(event)).status();
 }
 
-void JobEventLog::Finish(const std::string& job_id, JobEvent event) {
+absl::Status JobEventLog::Finish(const std::string& job_id, JobEvent event) {
   const char* outcome = event.has_completed() ? "completed"
                         : event.has_failed()  ? "failed"
                                               : "cancelled";
-  store_.Append(job_id, std::move(event)).IgnoreError();  // the caller ends the job once
-  metrics_.JobFinished(outcome);
+  absl::Status appended = store_.Append(job_id, std::move(event)).status();
+  if (appended.ok()) metrics_.JobFinished(outcome);
+  return appended;
 }
 
 JobEvent JobEventLog::Failed(absl::StatusCode code, const std::string& message, bool retryable) {

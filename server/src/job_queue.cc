@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "absl/strings/str_cat.h"
+#include "tpdiff/server/admission.h"
 
 namespace tpdiff::server {
 
@@ -40,6 +41,7 @@ void PriorityJobQueue::Insert(QueuedJob job, int64_t seq) {
   ++sizes_[level];
   if (job.deadline != absl::InfiniteFuture()) deadlines_.emplace(job.deadline, job.job_id);
   for (int k = 1; k <= level; ++k) not_aged_[level][k].emplace(job.enqueued_at, seq);
+  ++by_tenant_[job.tenant];
   const std::string id = job.job_id;
   entries_[id] = Entry{std::move(job), level, seq, 0};
 }
@@ -61,18 +63,29 @@ QueuedJob PriorityJobQueue::Erase(std::unordered_map<std::string, Entry>::iterat
       not_aged_[level][k].erase({entry.job.enqueued_at, entry.seq});
     }
   }
+  auto tenant = by_tenant_.find(entry.job.tenant);
+  if (tenant != by_tenant_.end() && --tenant->second == 0) by_tenant_.erase(tenant);
   QueuedJob job = std::move(entry.job);
   entries_.erase(it);
   return job;
 }
 
-absl::Status PriorityJobQueue::Push(QueuedJob job) {
+absl::Status QueueFullError(tpdiff::v1::Priority priority, size_t capacity) {
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "queue for priority ", tpdiff::v1::Priority_Name(priority), " is full (", capacity, " jobs)"));
+}
+
+absl::Status PriorityJobQueue::Push(QueuedJob job, size_t max_tenant_queued) {
   const int level = Level(job.priority);
-  if (sizes_[level] >= capacity_) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("queue for priority ", tpdiff::v1::Priority_Name(job.priority),
-                     " is full (", capacity_, " jobs)"));
+  if (max_tenant_queued > 0) {
+    auto queued = by_tenant_.find(job.tenant);
+    if (absl::Status limit = CheckTenantQueuedJobs(
+            job.tenant, queued == by_tenant_.end() ? 0 : queued->second, max_tenant_queued);
+        !limit.ok()) {
+      return limit;
+    }
   }
+  if (sizes_[level] >= capacity_) return QueueFullError(job.priority, capacity_);
   Insert(std::move(job), ++back_seq_[level]);
   return absl::OkStatus();
 }
@@ -210,6 +223,7 @@ std::vector<QueuedJob> PriorityJobQueue::TakeAll() {
   all.reserve(entries_.size());
   for (auto& [id, entry] : entries_) all.push_back(std::move(entry.job));
   entries_.clear();
+  by_tenant_.clear();
   for (auto& level : fifos_) level.clear();
   sizes_.fill(0);
   deadlines_.clear();

@@ -6,12 +6,10 @@
 #include "tpdiff/common/proto_time.h"
 
 namespace tpdiff::server {
-namespace {
 
 using tpdiff::v1::Job;
 using tpdiff::v1::JobEvent;
 
-// The job's fields that follow from one event.
 void ApplyEvent(const JobEvent& event, Job* job) {
   job->set_last_seq(event.seq());
   switch (event.kind_case()) {
@@ -53,7 +51,10 @@ void ApplyEvent(const JobEvent& event, Job* job) {
   }
 }
 
-}  // namespace
+absl::Status RequestIdTaken(const std::string& request_id) {
+  return absl::AlreadyExistsError(
+      absl::StrCat("request_id ", request_id, " already names a job of the tenant"));
+}
 
 bool IsTerminal(const JobEvent& event) {
   return event.has_completed() || event.has_failed() || event.has_cancelled();
@@ -76,6 +77,9 @@ absl::Status InMemoryJobStore::Create(Job job, const std::string& tenant) {
   if (jobs_.count(job.job_id()) > 0) {
     return absl::AlreadyExistsError(absl::StrCat("job ", job.job_id(), " exists"));
   }
+  if (!job.request_id().empty() && by_request_id_.count({tenant, job.request_id()}) > 0) {
+    return RequestIdTaken(job.request_id());
+  }
   job.set_state(tpdiff::v1::JOB_STATE_QUEUED);
   if (!job.request_id().empty()) by_request_id_[{tenant, job.request_id()}] = job.job_id();
   Record& record = jobs_[job.job_id()];
@@ -84,6 +88,16 @@ absl::Status InMemoryJobStore::Create(Job job, const std::string& tenant) {
   record.job = std::move(job);
   record.tenant = tenant;
   return absl::OkStatus();
+}
+
+void InMemoryJobStore::Discard(const std::string& job_id) {
+  Notifications notify;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = jobs_.find(job_id);
+    if (it != jobs_.end()) EraseLocked(it, &notify);
+  }
+  Notify(notify);
 }
 
 std::optional<std::string> InMemoryJobStore::FindByRequestId(const std::string& tenant,

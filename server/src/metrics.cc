@@ -31,7 +31,8 @@ ServerMetrics::ServerMetrics(prometheus::Registry& registry)
                 .Register(registry)),
       queue_depth_(prometheus::BuildGauge()
                        .Name("tpdiff_queue_depth")
-                       .Help("Jobs waiting for a worker, by priority")
+                       .Help("Jobs waiting for a worker, by priority; with --state=redis the "
+                             "cluster-wide depth, the same on every front: aggregate with max()")
                        .Register(registry)),
       queue_wait_(SingleHistogram(registry, "tpdiff_queue_wait_seconds",
                                   "Time from admission (or re-queue) to assignment to a worker")),
@@ -64,7 +65,8 @@ ServerMetrics::ServerMetrics(prometheus::Registry& registry)
   // Export zeros for the fixed label sets so dashboards see the series before traffic.
   for (const char* priority : {"interactive", "standard", "batch"}) QueueDepth(priority);
   for (const char* state : {"serving", "draining"}) Workers(state);
-  for (const char* reason : {"worker_disconnected", "lease_expired", "worker_cancelled"}) {
+  for (const char* reason : {"worker_disconnected", "lease_expired", "worker_cancelled",
+                             "front_lost", "state_unavailable"}) {
     requeues_.Add({{"reason", reason}});
   }
 }

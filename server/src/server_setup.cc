@@ -1,10 +1,13 @@
 #include "tpdiff/server/server_setup.h"
 
 
+#include <cstdlib>
 #include <utility>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "tpdiff/common/files.h"
 #include "tpdiff/server/security.h"
 #include "tpdiff/server/tenants.h"
 
@@ -53,6 +56,29 @@ absl::Status ConfigureSecurity(const SecurityFlags& flags, FrontServerOptions& o
   absl::StatusOr<std::vector<TenantConfig>> tenants = ReadTenantsFile(flags.tenants_file);
   if (!tenants.ok()) return tenants.status();
   options.tenants = *std::move(tenants);
+  return absl::OkStatus();
+}
+
+absl::Status ConfigureState(const std::string& state, const std::string& password_file,
+                            FrontServerOptions& options) {
+  if (state.empty() || state == "memory") {
+    if (!password_file.empty()) {
+      return absl::InvalidArgumentError("--redis-password-file needs --state=redis://...");
+    }
+    options.redis.reset();
+    return absl::OkStatus();
+  }
+  absl::StatusOr<RedisAddress> address = ParseRedisUrl(state);
+  if (!address.ok()) return address.status();
+  if (!password_file.empty()) {
+    absl::StatusOr<std::string> password =
+        common::ReadFileContents(password_file, "--redis-password-file");
+    if (!password.ok()) return password.status();
+    address->password = std::string(absl::StripTrailingAsciiWhitespace(*password));
+  } else if (const char* env = std::getenv(kRedisPasswordEnv); env != nullptr) {
+    address->password = env;
+  }
+  options.redis = *std::move(address);
   return absl::OkStatus();
 }
 

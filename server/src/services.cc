@@ -142,8 +142,11 @@ class EventStream final : public grpc::ServerWriteReactor<JobEvent> {
     if (writing_ || finish_.finished() || gone_) return;
     absl::StatusOr<EventRead> read = store_.Next(job_id_, after_seq_);
     if (!read.ok()) {
-      FinishLocked(grpc::Status(grpc::StatusCode::NOT_FOUND,
-                                absl::StrCat("job ", job_id_, " was evicted from the job store")));
+      // UNAVAILABLE (a shared store unreachable): the client resumes with after_seq.
+      FinishLocked(absl::IsNotFound(read.status())
+                       ? grpc::Status(grpc::StatusCode::NOT_FOUND,
+                                      absl::StrCat("job ", job_id_, " was evicted from the job store"))
+                       : ToGrpcStatus(read.status()));
       return;
     }
     if (read->event != nullptr) {

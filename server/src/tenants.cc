@@ -126,13 +126,43 @@ bool TokenBucket::TryTake(absl::Time now) {
   return true;
 }
 
-Tenants::Tenants(std::vector<TenantConfig> tenants, const Clock& clock) : clock_(clock) {
-  const absl::Time now = clock_.Now();
+absl::StatusOr<bool> InMemoryTenantLimiter::TakeToken(const std::string& tenant, double rate,
+                                                      double burst, absl::Time now) {
   absl::MutexLock lock(&mu_);
+  auto it = buckets_.find(tenant);
+  if (it == buckets_.end()) it = buckets_.emplace(tenant, TokenBucket(rate, burst, now)).first;
+  return it->second.TryTake(now);
+}
+
+absl::StatusOr<bool> InMemoryTenantLimiter::AcquireStream(const std::string& tenant,
+                                                          size_t max_streams) {
+  absl::MutexLock lock(&mu_);
+  size_t& streams = streams_[tenant];
+  if (max_streams > 0 && streams >= max_streams) return false;
+  ++streams;
+  return true;
+}
+
+void InMemoryTenantLimiter::ReleaseStream(const std::string& tenant) {
+  absl::MutexLock lock(&mu_);
+  auto it = streams_.find(tenant);
+  if (it != streams_.end() && it->second > 0) --it->second;
+}
+
+size_t InMemoryTenantLimiter::OpenStreams(const std::string& tenant) const {
+  absl::MutexLock lock(&mu_);
+  auto it = streams_.find(tenant);
+  return it == streams_.end() ? 0 : it->second;
+}
+
+Tenants::Tenants(std::vector<TenantConfig> tenants, const Clock& clock,
+                 std::unique_ptr<TenantLimiter> limiter)
+    : clock_(clock),
+      limiter_(limiter != nullptr ? std::move(limiter)
+                                  : std::make_unique<InMemoryTenantLimiter>()) {
   for (TenantConfig& t : tenants) {
     for (const std::string& hash : t.key_sha256) tenant_by_hash_[hash] = t.name;
-    state_.emplace(t.name, State{t.limits,
-                                 TokenBucket(t.limits.requests_per_second, t.limits.burst, now)});
+    limits_.emplace(t.name, t.limits);
   }
 }
 
@@ -149,44 +179,40 @@ absl::StatusOr<Caller> Tenants::Authenticate(absl::string_view authorization) co
   const absl::string_view key = absl::StripAsciiWhitespace(authorization.substr(kBearer.size()));
   auto it = key.empty() ? tenant_by_hash_.end() : tenant_by_hash_.find(Sha256Hex(key));
   if (it == tenant_by_hash_.end()) return absl::UnauthenticatedError("unknown API key");
-  absl::MutexLock lock(&mu_);
-  return Caller{it->second, state_.at(it->second).limits};
+  return Caller{it->second, limits_.at(it->second)};
 }
 
 absl::Status Tenants::AdmitRequest(const Caller& caller) {
-  absl::MutexLock lock(&mu_);
-  auto it = state_.find(caller.tenant);
-  if (it == state_.end() || it->second.limits.requests_per_second <= 0) return absl::OkStatus();
-  if (it->second.bucket.TryTake(clock_.Now())) return absl::OkStatus();
+  auto it = limits_.find(caller.tenant);
+  if (it == limits_.end() || it->second.requests_per_second <= 0) return absl::OkStatus();
+  const TenantLimits& limits = it->second;
+  absl::StatusOr<bool> taken =
+      limiter_->TakeToken(caller.tenant, limits.requests_per_second, limits.burst, clock_.Now());
+  if (!taken.ok()) return taken.status();
+  if (*taken) return absl::OkStatus();
   return absl::ResourceExhaustedError(absl::StrFormat(
       "rate limit: tenant \"%s\" exceeds requests_per_second %g (burst %g); retry later",
-      caller.tenant, it->second.limits.requests_per_second, it->second.limits.burst));
+      caller.tenant, limits.requests_per_second, limits.burst));
 }
 
 absl::Status Tenants::AcquireStream(const Caller& caller) {
-  absl::MutexLock lock(&mu_);
-  auto it = state_.find(caller.tenant);
-  if (it == state_.end()) return absl::OkStatus();
-  State& state = it->second;
-  if (state.limits.max_streams > 0 && state.streams >= state.limits.max_streams) {
-    return absl::ResourceExhaustedError(absl::StrFormat(
-        "stream limit: tenant \"%s\" already has max_streams %d open Generate/WatchJob streams",
-        caller.tenant, state.limits.max_streams));
-  }
-  ++state.streams;
-  return absl::OkStatus();
+  auto it = limits_.find(caller.tenant);
+  if (it == limits_.end()) return absl::OkStatus();
+  const size_t max_streams = it->second.max_streams;
+  absl::StatusOr<bool> acquired = limiter_->AcquireStream(caller.tenant, max_streams);
+  if (!acquired.ok()) return acquired.status();
+  if (*acquired) return absl::OkStatus();
+  return absl::ResourceExhaustedError(absl::StrFormat(
+      "stream limit: tenant \"%s\" already has max_streams %d open Generate/WatchJob streams",
+      caller.tenant, max_streams));
 }
 
 void Tenants::ReleaseStream(const Caller& caller) {
-  absl::MutexLock lock(&mu_);
-  auto it = state_.find(caller.tenant);
-  if (it != state_.end() && it->second.streams > 0) --it->second.streams;
+  if (limits_.count(caller.tenant) > 0) limiter_->ReleaseStream(caller.tenant);
 }
 
 size_t Tenants::open_streams(const std::string& tenant) const {
-  absl::MutexLock lock(&mu_);
-  auto it = state_.find(tenant);
-  return it == state_.end() ? 0 : it->second.streams;
+  return limiter_->OpenStreams(tenant);
 }
 
 }  // namespace tpdiff::server

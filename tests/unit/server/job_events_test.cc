@@ -78,11 +78,11 @@ TEST(JobEventLogTest, RecordsAppendsAndEndsTheJobOnce) {
   JobRun run = SampleRun();
   JobEvent preview;
   preview.mutable_stage_preview();
-  log.Record("job-1", run, preview, clock.Now());
+  EXPECT_TRUE(log.Record("job-1", run, preview, clock.Now()).ok());
   EXPECT_TRUE(run.preview_seen);
   JobEvent completed;
   completed.mutable_completed();
-  log.Record("job-1", run, completed, clock.Now());
+  EXPECT_TRUE(log.Record("job-1", run, completed, clock.Now()).ok());
   EXPECT_EQ(store.Get("job-1")->state(), tpdiff::v1::JOB_STATE_COMPLETED);
   EXPECT_EQ(store.Get("job-1")->last_seq(), 4);
 }

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <unordered_map>
@@ -57,15 +58,24 @@ struct Submission {
 // offers the job to a free worker of its model, on a freed slot it offers the worker the
 // next job; a message that changes neither (a heartbeat of an idle worker) costs O(log n).
 //
+// Queued jobs live in the queue and the store only; `active_` holds the jobs running on this
+// front's workers, loaded from the store when popped. So a shared queue and store
+// (redis_state.h) make the fronts replicas: a job queued by one runs on a worker of another,
+// a job leased by a front that died is re-queued by another (Tick), and a cancellation on
+// one front ends the job's log there and reaches the front running it through the queue
+// (OnCancelRequested), or at the worker's next event, whose append then fails.
+//
 // Ownership: borrows the clock, model registry, store and metrics (they must outlive it);
 // owns the queue and the worker registry. Thread safety: every public method is thread-safe
-// and never blocks on I/O. Lock order: Dispatcher::mu_ -> WorkerChannel / JobWatcher locks
-// -> JobStore lock; callers must not hold a reactor lock when calling in.
-class Dispatcher {
+// and never blocks on I/O other than a shared state's round trips. Lock order:
+// Dispatcher::mu_ -> WorkerChannel / JobWatcher locks -> JobStore lock; callers must not hold
+// a reactor lock when calling in.
+class Dispatcher final : public WorkQueueListener {
  public:
   // `queue` null: an in-memory PriorityJobQueue of options.queue_capacity per priority.
   Dispatcher(DispatcherOptions options, const Clock& clock, ModelRegistry& models,
              JobStore& store, ServerMetrics& metrics, std::unique_ptr<WorkQueue> queue = nullptr);
+  ~Dispatcher() override;
 
   // Validates, fills defaults, applies idempotency and admission, stores the job with its
   // Queued event (seq 1) and hands it to a free worker if there is one. `call_deadline`
@@ -76,8 +86,9 @@ class Dispatcher {
   absl::StatusOr<Submission> Submit(const tpdiff::v1::GenerateRequest& request,
                                     absl::Time call_deadline = absl::InfiniteFuture(),
                                     const JobOwner& owner = {});
-  // Cancels a queued or running job (Cancelled{source}; the worker running it is sent Cancel).
-  // A finished job is returned as is. NOT_FOUND for an unknown job.
+  // Cancels a queued or running job (Cancelled{source}; the worker running it is sent Cancel,
+  // through the front it is connected to). A finished job is returned as is. NOT_FOUND for
+  // an unknown job.
   absl::StatusOr<tpdiff::v1::Job> Cancel(const std::string& job_id, const std::string& source);
   tpdiff::v1::ListModelsResponse ListModels() const;
 
@@ -95,43 +106,50 @@ class Dispatcher {
   // queue deadlines, leases, jobs of models no worker serves, job store eviction.
   void Tick();
 
+  // WorkQueueListener: another front queued a job / cancelled a job.
+  void OnJobQueued(const std::string& model) override;
+  void OnCancelRequested(const std::string& job_id, const std::string& reason) override;
+
   // Shutdown steps. StopAdmitting: Submit answers UNAVAILABLE and Ready() is false.
   void StopAdmitting();
-  // Cancels every queued job (not the running ones) with Cancelled{source}.
+  // Cancels every queued job (not the running ones) with Cancelled{source}. With a shared
+  // queue it does nothing: the other fronts run them.
   void CancelQueued(const std::string& source);
-  // Sends Drain to every worker; drained workers get no new jobs.
+  // Sends Drain to every worker; drained workers get no new jobs. With a shared queue the
+  // workers are only given no new jobs here (not told to drain): they move to another front.
   void DrainWorkers();
-  // Cancels every queued and running job with Cancelled{source}.
+  // Cancels every running job with Cancelled{source} (and the queued ones, as CancelQueued).
+  // With a shared queue the running jobs are re-queued for the other fronts instead.
   void CancelAll(const std::string& source);
   // Waits (real time) until no job runs on a worker; false on timeout.
   bool WaitUntilNoRunningJobs(absl::Duration timeout);
 
-  // At least one serving worker, admitting, and the STANDARD queue not full.
+  // Admitting, the queue's backend reachable, the STANDARD queue not full, and at least one
+  // serving worker (with a shared queue: on any front).
   bool Ready() const;
   size_t ServingWorkers() const;
   size_t RunningJobs() const;
   size_t QueuedJobs() const;
 
  private:
+  // A job running on one of this front's workers.
   struct ActiveJob {
     tpdiff::v1::GenerateRequest request;  // validated, defaults filled in
-    std::string tenant;
-    QueuedJob entry;  // priority, model, aging start, deadline
-    absl::Time queued_at;  // admission or last re-queue
-    absl::Time call_deadline = absl::InfiniteFuture();
-    bool queued = true;    // in the queue (counted in queued_by_tenant_)
+    QueuedJob entry;  // priority, model, tenant, aging start, deadlines, last (re)queue time
     uint64_t worker = 0;   // connection running it (holding its lease); 0 = not running
     JobRun run;            // attempt, times, worker of the current run
   };
 
-  absl::Time QueueDeadline(const ActiveJob& job, absl::Time from) const;
+  static absl::Time QueueDeadline(const tpdiff::v1::GenerateRequest& request,
+                                  absl::Time call_deadline, absl::Time from);
+  // The popped job as the store has it; nullopt when it is gone or has ended.
+  std::optional<ActiveJob> LoadLocked(const QueuedJob& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Assigns queued jobs to free workers: first to the workers in pending_workers_ (a slot
   // freed), then to free workers of the models in pending_models_ (a job was queued).
   // Expires queue deadlines first.
   void DispatchLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Pops the worker's next job and assigns it; false when the queue has none for it.
   bool AssignNextLocked(uint64_t connection, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void SetQueuedLocked(ActiveJob& job, bool queued) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ExpireQueuedLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ExpireLeasesLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FailUnservableLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -141,18 +159,27 @@ class Dispatcher {
                      const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RemoveWorkerLocked(uint64_t connection, const std::string& label,
                           const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Re-queues the running jobs of fronts that died (shared queue).
+  void AdoptOrphansLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The job ended without this front (cancelled on another): stop it on its worker.
+  void StopEndedLocked(const std::string& job_id, const std::string& reason)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Models with a serving worker here.
+  std::vector<std::string> ServedModelsLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Appends the terminal event and forgets the job.
   void FinishLocked(const std::string& job_id, tpdiff::v1::JobEvent event)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Forgets an ended job: its lease, its place in the tenant's queued count.
+  // Forgets a running job that ended or moved: its lease here and in the queue.
   void ForgetLocked(const std::string& job_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void CancelLocked(const std::string& job_id, const std::string& source)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void HandleEventLocked(uint64_t connection, const WorkerEntry& worker,
                          const tpdiff::worker::v1::WorkerEvent& event, absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // O(1): the counts are kept by the queue and the worker registry.
+  // O(1): the counts are kept by the queue and the worker registry. A shared queue's depth
+  // costs a round trip, so it is read on Tick only (UpdateQueueGaugesLocked).
   void UpdateGaugesLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void UpdateQueueGaugesLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const DispatcherOptions options_;
   const Clock& clock_;
@@ -173,8 +200,7 @@ class Dispatcher {
   mutable absl::Mutex mu_;
   std::unique_ptr<WorkQueue> queue_ ABSL_GUARDED_BY(mu_);
   WorkerRegistry workers_ ABSL_GUARDED_BY(mu_);
-  std::unordered_map<std::string, ActiveJob> active_ ABSL_GUARDED_BY(mu_);  // queued or running
-  std::unordered_map<std::string, size_t> queued_by_tenant_ ABSL_GUARDED_BY(mu_);
+  std::unordered_map<std::string, ActiveJob> active_ ABSL_GUARDED_BY(mu_);  // running here
   std::vector<uint64_t> pending_workers_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> pending_models_ ABSL_GUARDED_BY(mu_);
   bool admitting_ ABSL_GUARDED_BY(mu_) = true;

@@ -21,6 +21,7 @@
 #include "tpdiff/server/job_store.h"
 #include "tpdiff/server/metrics.h"
 #include "tpdiff/server/model_registry.h"
+#include "tpdiff/server/redis_state.h"
 #include "tpdiff/server/security.h"
 #include "tpdiff/server/services.h"
 #include "tpdiff/server/tenants.h"
@@ -50,10 +51,13 @@ struct FrontServerOptions {
   std::optional<ServerTls> tls;  // nullopt = plaintext
   WorkerAuthOptions worker_auth;  // checked on WorkerGateway.Connect
   std::optional<std::vector<TenantConfig>> tenants;  // nullopt = no API keys (--auth=none)
+  // Shared state (--state=redis://...; docs/scale-out.md): nullopt = in this process.
+  std::optional<RedisAddress> redis;
 };
 
 // Wires the front: model registry, job store, dispatcher, gRPC services (with health and
-// reflection), the /metrics exposer and a ticker thread.
+// reflection), the /metrics exposer and a ticker thread; with options.redis, the store,
+// queue and tenant limits are Redis's, shared with the other replicas.
 //
 // Ownership: owns everything it builds; borrows `clock` (must outlive it). Thread safety:
 // Start, Drain and Shutdown are called from one controlling thread.
@@ -89,6 +93,7 @@ class FrontServer {
   std::shared_ptr<prometheus::Registry> registry_;
   std::unique_ptr<ServerMetrics> metrics_;
   std::unique_ptr<ModelRegistry> models_;
+  std::unique_ptr<RedisState> redis_;  // before what borrows it: destroyed after
   std::unique_ptr<JobStore> store_;
   std::unique_ptr<Dispatcher> dispatcher_;
   std::unique_ptr<Tenants> tenants_;

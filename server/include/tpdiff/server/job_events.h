@@ -58,11 +58,13 @@ class JobEventLog {
   void Requeued(const std::string& job_id, uint32_t attempt, const std::string& label,
                 const std::string& reason);
   // A translated kAppend / kFinish event; records the run's metrics (first preview, job and
-  // stage durations, frames, outcome).
-  void Record(const std::string& job_id, JobRun& run, tpdiff::v1::JobEvent event,
-              absl::Time now);
-  // Appends the job's terminal event and counts its outcome.
-  void Finish(const std::string& job_id, tpdiff::v1::JobEvent event);
+  // stage durations, frames, outcome). Returns the append's status: FAILED_PRECONDITION when
+  // the job already ended (another front cancelled it), UNAVAILABLE when a shared store is
+  // unreachable.
+  absl::Status Record(const std::string& job_id, JobRun& run, tpdiff::v1::JobEvent event,
+                      absl::Time now);
+  // Appends the job's terminal event and counts its outcome (once, when appended).
+  absl::Status Finish(const std::string& job_id, tpdiff::v1::JobEvent event);
 
   static tpdiff::v1::JobEvent Failed(absl::StatusCode code, const std::string& message,
                                      bool retryable);

@@ -32,7 +32,8 @@ class PriorityJobQueue final : public WorkQueue {
  public:
   PriorityJobQueue(size_t capacity_per_priority, absl::Duration aging_interval);
 
-  absl::Status Push(QueuedJob job) override;
+  using WorkQueue::Push;
+  absl::Status Push(QueuedJob job, size_t max_tenant_queued) override;
   void PushFront(QueuedJob job) override;
   std::optional<QueuedJob> Pop(absl::Time now, const std::set<std::string>& models) override;
   bool Remove(const std::string& job_id) override;
@@ -81,6 +82,7 @@ class PriorityJobQueue final : public WorkQueue {
   // have.
   std::array<std::array<std::set<AgeKey>, kLevels>, kLevels> not_aged_;
   std::array<std::array<size_t, kLevels>, kLevels> aged_{};
+  std::unordered_map<std::string, size_t> by_tenant_;  // queued jobs per tenant
 };
 
 }  // namespace tpdiff::server

@@ -39,6 +39,9 @@ struct EventRead {
 // (later appends fail), requeued -> QUEUED. Finished jobs are kept for a TTL and within a
 // byte budget, the oldest finished first out.
 //
+// InMemoryJobStore keeps them in this process; RedisJobStore (redis_state.h) shares them
+// between fronts (its methods may then fail with UNAVAILABLE naming the server).
+//
 // Thread safety: all methods are thread-safe. Lock order: callers may hold their own locks
 // (Dispatcher, stream reactors) when calling in; the store never calls out while holding its
 // lock (watchers are notified after it is released).
@@ -47,9 +50,13 @@ class JobStore {
   virtual ~JobStore() = default;
 
   // Adds a job in state QUEUED, owned by `tenant` ("" when auth is off). `job` has job_id,
-  // request_id, request and created_at set. ALREADY_EXISTS when the job_id is taken.
+  // request_id, request and created_at set. ALREADY_EXISTS when the job_id is taken or the
+  // tenant's request_id names a stored job (RequestIdTaken): the check and the insert are one
+  // atomic step, also across the fronts sharing a store.
   virtual absl::Status Create(tpdiff::v1::Job job, const std::string& tenant) = 0;
   absl::Status Create(tpdiff::v1::Job job) { return Create(std::move(job), ""); }
+  // Removes a job whose submission failed after Create (queue full): nobody was told its id.
+  virtual void Discard(const std::string& job_id) = 0;
   // The job of `tenant` holding `request_id` (non-empty), if it is still stored: request ids
   // are idempotency keys per tenant.
   virtual std::optional<std::string> FindByRequestId(const std::string& tenant,
@@ -85,6 +92,7 @@ class InMemoryJobStore final : public JobStore {
   using JobStore::Create;
   using JobStore::FindByRequestId;
   absl::Status Create(tpdiff::v1::Job job, const std::string& tenant) override;
+  void Discard(const std::string& job_id) override;
   std::optional<std::string> FindByRequestId(const std::string& tenant,
                                              const std::string& request_id) const override;
   absl::StatusOr<std::string> Owner(const std::string& job_id) const override;
@@ -129,6 +137,12 @@ class InMemoryJobStore final : public JobStore {
 // so a tenant cannot probe for other tenants' job ids.
 absl::Status CheckAccess(const JobStore& store, const std::string& job_id,
                          const std::string& tenant);
+
+// The job's fields that follow from one event (state, attempt, last_seq, result, end).
+void ApplyEvent(const tpdiff::v1::JobEvent& event, tpdiff::v1::Job* job);
+
+// ALREADY_EXISTS for a Create whose request_id already names a job of the tenant.
+absl::Status RequestIdTaken(const std::string& request_id);
 
 // True for completed, failed and cancelled events.
 bool IsTerminal(const tpdiff::v1::JobEvent& event);

@@ -32,7 +32,9 @@ class ServerMetrics {
   void JobDuration(double seconds) { job_duration_.Observe(seconds); }
   void StageDuration(int stage, double seconds);  // stage 1..K in sampling order
   prometheus::Gauge& Workers(const std::string& state);  // "serving" | "draining"
-  // reason: "worker_disconnected" | "lease_expired" | "worker_cancelled" (zero at start).
+  // reason: "worker_disconnected" | "lease_expired" | "worker_cancelled" | "front_lost" (the
+  // front running it died, shared state) | "state_unavailable" (its end could not be
+  // stored); zero at start.
   void Requeue(const std::string& reason);
   void FramesGenerated(double frames) { frames_generated_.Increment(frames); }
   prometheus::Gauge& active_streams() { return active_streams_; }

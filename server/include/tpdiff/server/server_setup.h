@@ -31,6 +31,16 @@ struct SecurityFlags {
 // the flags for a conflicting or missing setting; the readers' errors for unreadable files.
 absl::Status ConfigureSecurity(const SecurityFlags& flags, FrontServerOptions& options);
 
+// The environment variable holding the Redis password when --redis-password-file is not set.
+inline constexpr char kRedisPasswordEnv[] = "TPDIFF_REDIS_PASSWORD";
+
+// Fills options.redis from --state ("memory", redis://HOST:PORT[/DB] or
+// unix:///PATH[?db=N]) and the password: the file's first line, else kRedisPasswordEnv, never
+// a flag value. INVALID_ARGUMENT naming --state for a bad value or a password file with
+// --state=memory; the reader's error for an unreadable file.
+absl::Status ConfigureState(const std::string& state, const std::string& password_file,
+                            FrontServerOptions& options);
+
 // "serving on port P, /metrics on port M, health on port H" for a started `server`, leaving
 // out the listeners that are off; scripts and tests read the ports from this line.
 std::string ServingMessage(const FrontServer& server);

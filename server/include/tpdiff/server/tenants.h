@@ -60,25 +60,59 @@ class TokenBucket {
   absl::Time last_;
 };
 
+// The per-tenant counters every front must agree on: the request-rate token bucket and the
+// open streams. InMemoryTenantLimiter counts in this process; RedisTenantLimiter
+// (redis_state.h) counts for all fronts sharing a Redis, each check-and-count one atomic step.
+//
+// Thread safety: all methods are thread-safe; no callbacks.
+class TenantLimiter {
+ public:
+  virtual ~TenantLimiter() = default;
+  // Takes one token from the tenant's bucket (`rate` per second up to `burst`, full at first
+  // use); false when it is empty. UNAVAILABLE when a shared backend cannot be reached.
+  virtual absl::StatusOr<bool> TakeToken(const std::string& tenant, double rate, double burst,
+                                         absl::Time now) = 0;
+  // Counts one more open stream of the tenant unless `max_streams` are open (false then).
+  virtual absl::StatusOr<bool> AcquireStream(const std::string& tenant, size_t max_streams) = 0;
+  virtual void ReleaseStream(const std::string& tenant) = 0;
+  virtual size_t OpenStreams(const std::string& tenant) const = 0;
+};
+
+class InMemoryTenantLimiter final : public TenantLimiter {
+ public:
+  absl::StatusOr<bool> TakeToken(const std::string& tenant, double rate, double burst,
+                                 absl::Time now) override;
+  absl::StatusOr<bool> AcquireStream(const std::string& tenant, size_t max_streams) override;
+  void ReleaseStream(const std::string& tenant) override;
+  size_t OpenStreams(const std::string& tenant) const override;
+
+ private:
+  mutable absl::Mutex mu_;
+  std::map<std::string, TokenBucket> buckets_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, size_t> streams_ ABSL_GUARDED_BY(mu_);
+};
+
 // The authenticated caller of an API call: its tenant (empty when auth is off).
 struct Caller {
   std::string tenant;
   TenantLimits limits;  // all zero (unlimited) when auth is off
 };
 
-// API keys -> tenants, plus each tenant's rate limiter and open-stream count.
+// API keys -> tenants, and each tenant's limits applied through a TenantLimiter.
 //
-// Ownership: borrows `clock` (must outlive it). Thread safety: all methods are thread-safe.
+// Ownership: borrows `clock` (must outlive it); owns the limiter (null: in memory). Thread safety: all methods are thread-safe.
 // Keys are never stored or logged: a presented key is hashed and the hash looked up (the
 // map lookup's timing can reveal at most a hash prefix, never the key).
 class Tenants {
  public:
-  Tenants(std::vector<TenantConfig> tenants, const Clock& clock);
+  Tenants(std::vector<TenantConfig> tenants, const Clock& clock,
+          std::unique_ptr<TenantLimiter> limiter = nullptr);
 
   // `authorization` is the metadata value ("Bearer <key>"). UNAUTHENTICATED for a missing,
   // malformed or unknown key (the message never echoes the key).
   absl::StatusOr<Caller> Authenticate(absl::string_view authorization) const;
-  // Takes one token from the tenant's bucket; RESOURCE_EXHAUSTED naming the limit if empty.
+  // Takes one token from the tenant's bucket; RESOURCE_EXHAUSTED naming the limit if empty,
+  // UNAVAILABLE when a shared limiter cannot be reached.
   absl::Status AdmitRequest(const Caller& caller);
   // Reserves a stream slot; RESOURCE_EXHAUSTED naming max_streams when all are open.
   // Every OK must be paired with one ReleaseStream.
@@ -87,16 +121,11 @@ class Tenants {
   size_t open_streams(const std::string& tenant) const;
 
  private:
-  struct State {
-    TenantLimits limits;
-    TokenBucket bucket;
-    size_t streams = 0;
-  };
-
   const Clock& clock_;
-  std::map<std::string, std::string> tenant_by_hash_;  // immutable after construction
-  mutable absl::Mutex mu_;
-  std::map<std::string, State> state_ ABSL_GUARDED_BY(mu_);
+  // Immutable after construction.
+  std::map<std::string, std::string> tenant_by_hash_;
+  std::map<std::string, TenantLimits> limits_;
+  std::unique_ptr<TenantLimiter> limiter_;
 };
 
 }  // namespace tpdiff::server
