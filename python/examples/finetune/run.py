@@ -15,10 +15,16 @@ Steps (each also a subcommand, in this order):
             (tpdiff_kit.reference): (a) the starting model, vanilla; (b) the starting model,
             TPDiff stages; (c) the fine-tuned model, TPDiff stages; score each with
             tpdiff-eval --videos (the project's caption-adherence detector)
+  serve     the same three runs through the service: tpdiff-server and tpdiff-worker (the
+            build's, or --server-binary/--worker-binary/--client-binary) serve both packages,
+            each prompt and seed is a `tpdiff generate` job over gRPC returning PNG frames,
+            scored with tpdiff-eval --videos; the served frames must equal the reference
+            sampler's within one 8-bit level
   plot      the loss curves as an SVG
   bench     cost of one training step, ordinary vs TPDiff, and of the alignment solver
 
-CPU only, a few minutes in all at the default sizes. Figures go to <work>/report.json.
+CPU only; at the default sizes about 20 minutes on one thread, 13 of them the ordinary
+training. Figures go to <work>/report.json.
 """
 
 import argparse
@@ -29,6 +35,7 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
@@ -45,6 +52,7 @@ from tpdiff_kit.export import export_package  # noqa: E402
 from tpdiff_kit.finetune import TPDiffTraining  # noqa: E402
 from tpdiff_kit.package import LatentPackage  # noqa: E402
 from tpdiff_kit.tokenizer import SentencePieceTokenizer  # noqa: E402
+import serving  # noqa: E402
 import shapes_latent as sl  # noqa: E402
 
 SHIFT = 2.0
@@ -269,8 +277,9 @@ def read_prompts(path, limit):
     return out[:limit]
 
 
-def cmd_evaluate(a):
-    torch.set_num_threads(a.threads)
+def eval_setup(a):
+    """The evaluation prompts (also written to <work>/eval_prompts.txt for tpdiff-eval) and
+    the three runs: (label, model, steps per stage, sampler)."""
     prompts = []
     for name in a.prompt_files.split(","):
         prompts += read_prompts(os.path.join(ROOT, "models", "eval", name), None)
@@ -282,29 +291,108 @@ def cmd_evaluate(a):
     runs = [("a_pretrained_vanilla", "pretrained", [sum(steps)], "vanilla"),
             ("b_pretrained_tpdiff", "pretrained", steps, "tpdiff"),
             ("c_finetuned_tpdiff", "finetuned", steps, "tpdiff")]
+    return prompts, prompts_file, steps, runs
+
+
+def score(a, videos_path, prompts_file, out_dir, name, plan, sampler):
+    """tpdiff-eval --videos on one run's videos: its totals and its one-line summary."""
+    cmd = [os.path.join(a.build, "train", "tpdiff-eval"), f"--videos={videos_path}",
+           f"--prompts={prompts_file}", f"--out={out_dir}", f"--sampler={sampler}",
+           f"--model=shapes-latent-{name}", f"--stage-steps={','.join(map(str, plan))}",
+           f"--guidance={a.guidance}"]
+    summary = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    totals = json.load(open(os.path.join(out_dir, "results.json")))["totals"]
+    return totals, summary.splitlines()[0].split(":", 1)[1].strip()
+
+
+def reference_video(a, package, plan, caption, seed):
+    """The contract's sampler (tpdiff_kit.reference) on an exported package: [3, T, H, W]."""
+    return reference.sample(package, caption, "", seed, a.guidance, plan, len(plan)).video[0]
+
+
+def load_package(a, name):
+    return LatentPackage(os.path.join(a.work, f"shapes-latent-{name}"))
+
+
+def cmd_evaluate(a):
+    torch.set_num_threads(a.threads)
+    prompts, prompts_file, steps, runs = eval_setup(a)
     results = {}
     for label, name, plan, sampler in runs:
-        package = LatentPackage(os.path.join(a.work, f"shapes-latent-{name}"))
+        package = load_package(a, name)
         begin = time.time()
-        videos = [reference.sample(package, c, "", seed, a.guidance, plan, len(plan)).video[0]
-                  for c, seed in prompts]
+        videos = [reference_video(a, package, plan, c, seed) for c, seed in prompts]
         seconds = (time.time() - begin) / len(prompts)
         path = os.path.join(a.work, f"{label}.safetensors")
         safetensors.save(path, {"video": torch.stack(videos)})
-        out_dir = os.path.join(a.work, label)
-        cmd = [os.path.join(a.build, "train", "tpdiff-eval"), f"--videos={path}",
-               f"--prompts={prompts_file}", f"--out={out_dir}", f"--sampler={sampler}",
-               f"--model=shapes-latent-{name}", f"--stage-steps={','.join(map(str, plan))}",
-               f"--guidance={a.guidance}"]
-        summary = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-        totals = json.load(open(os.path.join(out_dir, "results.json")))["totals"]
+        totals, summary = score(a, path, prompts_file, os.path.join(a.work, label), name, plan,
+                                sampler)
         totals["sampling_seconds_per_video"] = round(seconds, 3)
         results[label] = totals
-        print(label, summary.splitlines()[0].split(":", 1)[1].strip(),
-              f"| sampling {seconds:.2f} s/video", flush=True)
+        print(label, summary, f"| sampling {seconds:.2f} s/video", flush=True)
     report_update(a.work, adherence=results, eval={"prompts": len(prompts),
                                                    "stage_steps": steps,
                                                    "guidance": a.guidance})
+
+
+def cmd_serve(a):
+    """The three runs of `evaluate` through the service: tpdiff-server and tpdiff-worker
+    serving both packages, every prompt and seed a `tpdiff generate` job (PNG frames), the
+    returned frames scored with tpdiff-eval --videos; the frames of the first
+    --parity-prompts prompts of each run compared with the reference sampler's."""
+    torch.set_num_threads(a.threads)
+    prompts, prompts_file, steps, runs = eval_setup(a)
+    served = os.path.join(a.work, "served")
+    models = [f"shapes-latent-{name}" for name in ("pretrained", "finetuned")]
+    results, parity = {}, {}
+    with serving.Service(a.server_binary, a.worker_binary, a.client_binary, a.work, models,
+                         os.path.join(served, "logs"), threads=a.threads) as service:
+        for label, name, plan, sampler in runs:
+            model = f"shapes-latent-{name}"
+            spec = json.load(open(os.path.join(a.work, model, "model.json")))
+            archives = os.path.join(served, f"{label}-frames")
+            os.makedirs(archives, exist_ok=True)
+
+            def job(i):
+                caption, seed = prompts[i]
+                return service.generate(os.path.join(archives, f"{i:04d}.zip"), model, caption,
+                                        seed, spec["frames"], spec["height"], spec["width"],
+                                        plan, a.guidance, sampler)
+
+            begin = time.time()
+            with ThreadPoolExecutor(a.serve_clients) as pool:
+                client_seconds = list(pool.map(job, range(len(prompts))))
+            wall = (time.time() - begin) / len(prompts)
+            # [N, T, H, W, 3] uint8, as the service returned them
+            frames = torch.stack([serving.read_png_frames(os.path.join(archives, f"{i:04d}.zip"))
+                                  for i in range(len(prompts))])
+            path = os.path.join(served, f"{label}.safetensors")
+            safetensors.save(path, {"video": frames.permute(0, 4, 1, 2, 3).float() / 127.5 - 1})
+            totals, summary = score(a, path, prompts_file, os.path.join(served, label), name,
+                                    plan, sampler)
+            totals["wall_seconds_per_video"] = round(wall, 3)
+            totals["client_seconds_per_job"] = round(sum(client_seconds) / len(prompts), 3)
+            results[label] = totals
+
+            # The same jobs in the reference sampler: 8-bit frames within one level.
+            count = min(a.parity_prompts or len(prompts), len(prompts))
+            package = load_package(a, name)
+            diff = torch.stack([
+                (reference.to_uint8_frames(reference_video(a, package, plan, c, seed)[None])
+                 .int() - frames[i].int()).abs() for i, (c, seed) in enumerate(prompts[:count])])
+            parity[label] = {"prompts": count, "max_level_difference": int(diff.max()),
+                             "pixel_values_differing": round(float((diff > 0).float().mean()), 6),
+                             "identical_videos": int((diff.flatten(1).max(1).values == 0).sum())}
+            print(label, summary, f"| served {wall:.2f} s/video | vs reference on {count} "
+                  f"prompts: max {parity[label]['max_level_difference']} levels, "
+                  f"{parity[label]['identical_videos']} identical", flush=True)
+            if parity[label]["max_level_difference"] > 1:
+                raise RuntimeError(f"{label}: served frames differ from the reference sampler's "
+                                   f"by {parity[label]['max_level_difference']} levels (> 1)")
+    report_update(a.work, served={"adherence": results, "reference_parity": parity,
+                                  "prompts": len(prompts), "stage_steps": steps,
+                                  "guidance": a.guidance, "clients": a.serve_clients,
+                                  "worker_threads": a.threads})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -448,10 +536,16 @@ def cmd_bench(a):
                   alignment_seconds=solver)
 
 
+# serve's executables: flag --<name>-binary, else the environment variable, else the build's.
+SERVICE_BINARIES = [("server", "TPDIFF_SERVER", "server/tpdiff-server"),
+                    ("worker", "TPDIFF_WORKER", "worker/tpdiff-worker"),
+                    ("client", "TPDIFF_CLIENT", "client/tpdiff")]
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("command", choices=["all", "prepare", "pretrain", "finetune", "losses",
-                                       "export", "evaluate", "plot", "bench"])
+                                       "export", "evaluate", "serve", "plot", "bench"])
     p.add_argument("--work", default=os.path.join(ROOT, "out", "finetune"))
     p.add_argument("--build", default=os.path.join(ROOT, "build"))
     p.add_argument("--clips", type=int, default=3072)
@@ -470,13 +564,26 @@ def main():
     p.add_argument("--stage-steps", type=int, default=8)
     p.add_argument("--guidance", type=float, default=3.0)
     p.add_argument("--bench-steps", type=int, default=100)
+    for binary, env, path in SERVICE_BINARIES:
+        p.add_argument(f"--{binary}-binary", default=os.environ.get(env),
+                       help=f"serve: the {path.split('/')[1]} executable (default: ${env}, "
+                            f"else <build>/{path})")
+    p.add_argument("--serve-clients", type=int, default=2,
+                   help="serve: tpdiff generate processes at once (the worker runs one job "
+                        "at a time; a second client overlaps its start-up)")
+    p.add_argument("--parity-prompts", type=int, default=0,
+                   help="serve: prompts per run whose served frames are compared with the "
+                        "reference sampler's; 0 = all")
     a = p.parse_args()
+    for binary, _, path in SERVICE_BINARIES:
+        if not getattr(a, f"{binary}_binary"):
+            setattr(a, f"{binary}_binary", os.path.join(a.build, path))
     commands = {"prepare": cmd_prepare, "pretrain": cmd_pretrain, "finetune": cmd_finetune,
                 "losses": cmd_losses, "export": cmd_export, "evaluate": cmd_evaluate,
-                "plot": cmd_plot, "bench": cmd_bench}
+                "serve": cmd_serve, "plot": cmd_plot, "bench": cmd_bench}
     if a.command == "all":
-        for name in ("prepare", "pretrain", "finetune", "losses", "export", "evaluate", "plot",
-                     "bench"):
+        for name in ("prepare", "pretrain", "finetune", "losses", "export", "evaluate", "serve",
+                     "plot", "bench"):
             commands[name](a)
     else:
         commands[a.command](a)
