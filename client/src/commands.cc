@@ -423,7 +423,7 @@ absl::Status RunModels(api::VideoGeneration::StubInterface& stub, absl::Duration
   api::ListModelsResponse response;
   absl::Status s = common::FromGrpcStatus(stub.ListModels(&context, api::ListModelsRequest(), &response));
   if (!s.ok()) return s;
-  io.out << absl::StrFormat("%-20s %-12s %-14s %6s %9s %4s %-10s %8s %-13s %6s %7s\n", "MODEL",
+  io.out << absl::StrFormat("%-20s %-12s %-16s %6s %9s %4s %-10s %8s %-13s %6s %7s\n", "MODEL",
                             "KIND", "PARAM", "FRAMES", "SIZE", "FPS", "STEPS", "GUIDANCE",
                             "TOKENIZER", "TOKENS", "WORKERS");
   for (const api::ModelInfo& m : response.models()) {
@@ -434,8 +434,16 @@ absl::Status RunModels(api::VideoGeneration::StubInterface& stub, absl::Duration
     // The API's defaults for models announced without them: words, 32 tokens.
     const std::string tokenizer = m.tokenizer_kind().empty() ? "words" : m.tokenizer_kind();
     const uint32_t max_tokens = m.max_tokens() == 0 ? 32 : m.max_tokens();
-    io.out << absl::StrFormat("%-20s %-12s %-14s %6d %9s %4d %-10s %8.1f %-13s %6d %7d%s\n",
-                              m.name(), m.kind(), m.parameterization(), m.frames(),
+    // Latent models: the schedule family and what the denoiser predicts (a VP model may
+    // predict v), e.g. "flow:velocity", "vp:epsilon", "vp:v".
+    std::string param = m.parameterization();
+    if (m.has_latent()) {
+      const std::string& p = m.latent().prediction();
+      param = absl::StrCat(param == "flow_matching" ? "flow" : "vp", ":",
+                           p == "flow_velocity" ? "velocity" : p);
+    }
+    io.out << absl::StrFormat("%-20s %-12s %-16s %6d %9s %4d %-10s %8.1f %-13s %6d %7d%s\n",
+                              m.name(), m.kind(), param, m.frames(),
                               absl::StrCat(m.width(), "x", m.height()), m.fps(), steps,
                               m.default_guidance_scale(), tokenizer, max_tokens,
                               m.ready_workers(),

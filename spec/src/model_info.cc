@@ -36,6 +36,7 @@ tpdiff::v1::ModelInfo ToModelInfo(const ModelManifest& m, const Tokenizer& token
     latent->set_temporal_factor(static_cast<uint32_t>(vae.temporal_factor));
     latent->set_spatial_factor(static_cast<uint32_t>(vae.spatial_factor));
     latent->set_causal_first_frame(vae.causal_first_frame);
+    latent->set_prediction(std::string(PredictionName(m.latent.schedule.prediction)));
   }
   return info;
 }

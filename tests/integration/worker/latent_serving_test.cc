@@ -182,8 +182,9 @@ TEST_F(LatentServingTest, MiniFlowFramesMatchTheReferenceWithinOneLevel) {
   client::CommandIo io{out, err};
   ASSERT_TRUE(client::RunModels(*stub_, absl::Seconds(10), io).ok()) << err.str();
   EXPECT_THAT(out.str(), ::testing::HasSubstr("TOKENIZER"));
-  EXPECT_THAT(out.str(), ::testing::ContainsRegex("mini-flow +latent .* 17 +64x64 .* "
+  EXPECT_THAT(out.str(), ::testing::ContainsRegex("mini-flow +latent +flow:velocity +17 +64x64 .* "
                                                   "sentencepiece +32 +1"));
+  EXPECT_THAT(out.str(), ::testing::ContainsRegex("mini-vp-v +latent +vp:v +17"));
 }
 
 }  // namespace

@@ -244,6 +244,7 @@ TEST_F(SentencePieceTest, LatentPackageReadsItsTokenizer) {
   EXPECT_FALSE(info.tokenizer_model().empty());
   EXPECT_EQ(info.latent().temporal_factor(), 4u);
   EXPECT_TRUE(info.latent().causal_first_frame());
+  EXPECT_EQ(info.latent().prediction(), "flow_velocity");  // the flow schedule's default
   absl::StatusOr<ModelSpec> announced = ModelSpecFromInfo(info);
   ASSERT_TRUE(announced.ok()) << announced.status();
   EXPECT_EQ(*announced->tokenizer.Encode("a red fox"), *spec->tokenizer.Encode("a red fox"));
