@@ -9,7 +9,7 @@ the assignments of the alignment solver, to 1e-6 (assignments exactly).
 
 Units: core's flow-matching target is the stage velocity x_s - x_e in the stage's u units
 (the built-in v1 network's output); the kit's "flow_velocity" target is that divided by
-sigma(s_k) - sigma(e_k) (the contract's units). They are compared through
+sigma(s_k) - sigma(e_k) (the package format's units). They are compared through
 StageBatch.velocity_scale; core's model-native target (StageGeometry::ModelFromTarget) is
 compared with the kit's target directly. Schedules: v1 flow matching (the kit's
 FlowMatching(shift=1, timestep_scale=1), whose timestep input is t) and v1 continuous VP

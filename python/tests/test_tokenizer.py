@@ -1,4 +1,4 @@
-"""The contract's token rule on the miniature SentencePiece vocabulary."""
+"""The package format's token rule on the miniature SentencePiece vocabulary."""
 
 import filecmp
 import os

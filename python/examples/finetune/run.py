@@ -11,7 +11,7 @@ Steps (each also a subcommand, in this order):
   finetune  the same model fine-tuned with the kit (3 stages, alignment, per-sample stages)
   losses    stage-wise loss of both models on held-out latents with fixed draws
   export    both models as latent packages with the export kit (tpdiff_kit.export)
-  evaluate  sample the eval prompts from the packages with the contract's sampler
+  evaluate  sample the eval prompts from the packages with the reference sampler
             (tpdiff_kit.reference): (a) the starting model, vanilla; (b) the starting model,
             TPDiff stages; (c) the fine-tuned model, TPDiff stages; score each with
             tpdiff-eval --videos (the project's caption-adherence detector)
@@ -306,7 +306,7 @@ def score(a, videos_path, prompts_file, out_dir, name, plan, sampler):
 
 
 def reference_video(a, package, plan, caption, seed):
-    """The contract's sampler (tpdiff_kit.reference) on an exported package: [3, T, H, W]."""
+    """The reference sampler (tpdiff_kit.reference) on an exported package: [3, T, H, W]."""
     return reference.sample(package, caption, "", seed, a.guidance, plan, len(plan)).video[0]
 
 
