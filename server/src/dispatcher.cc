@@ -222,10 +222,6 @@ tpdiff::v1::ListModelsResponse Dispatcher::ListModels() const {
   absl::MutexLock lock(&mu_);
   for (tpdiff::v1::ModelInfo& info : models_.List()) {
     info.set_ready_workers(static_cast<uint32_t>(workers_.Capacity(info.name()).workers));
-    // The SentencePiece model is for fronts (it travels in workers' Hello); a real one is
-    // megabytes (umT5: 4.5 MB, over gRPC's default 4 MiB message limit), so clients get the
-    // kind and the token limit only.
-    info.clear_tokenizer_model();
     *response.add_models() = std::move(info);
   }
   return response;
@@ -400,8 +396,8 @@ void Dispatcher::AdoptOrphansLocked(absl::Time now) {
 
 std::vector<std::string> Dispatcher::ServedModelsLocked() const {
   std::vector<std::string> served;
-  for (const tpdiff::v1::ModelInfo& info : models_.List()) {
-    if (workers_.Capacity(info.name()).workers > 0) served.push_back(info.name());
+  for (const std::string& name : models_.Names()) {
+    if (workers_.Capacity(name).workers > 0) served.push_back(name);
   }
   return served;
 }
@@ -585,8 +581,8 @@ bool Dispatcher::Ready() const {
   }
   if (workers_.serving() > 0) return true;
   if (!queue_->shared()) return false;
-  for (const tpdiff::v1::ModelInfo& info : models_.List()) {
-    if (queue_->ServedElsewhere(info.name())) return true;
+  for (const std::string& name : models_.Names()) {
+    if (queue_->ServedElsewhere(name)) return true;
   }
   return false;
 }

@@ -32,6 +32,7 @@ absl::StatusOr<std::vector<spec::ModelSpec>> ReadModelsDir(const std::string& mo
 void ModelRegistry::AddFromDisk(spec::ModelSpec model) {
   Entry entry;
   entry.info = spec::ToModelInfo(model.manifest, model.tokenizer);
+  entry.info.clear_tokenizer_model();
   entry.spec = std::make_shared<const spec::ModelSpec>(std::move(model));
   entry.from_disk = true;
   absl::MutexLock lock(&mu_);
@@ -44,6 +45,7 @@ absl::Status ModelRegistry::AddFromWorker(const ModelInfo& info) {
   if (!model.ok()) return model.status();
   Entry entry;
   entry.info = info;
+  entry.info.clear_tokenizer_model();
   entry.spec = std::make_shared<const spec::ModelSpec>(*std::move(model));
   absl::MutexLock lock(&mu_);
   auto it = models_.find(info.name());
@@ -78,6 +80,14 @@ std::vector<ModelInfo> ModelRegistry::List() const {
   std::vector<ModelInfo> out;
   out.reserve(models_.size());
   for (const auto& [name, entry] : models_) out.push_back(entry.info);
+  return out;
+}
+
+std::vector<std::string> ModelRegistry::Names() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::string> out;
+  out.reserve(models_.size());
+  for (const auto& [name, entry] : models_) out.push_back(name);
   return out;
 }
 

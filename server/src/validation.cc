@@ -17,8 +17,7 @@ absl::StatusOr<tpdiff::v1::GenerateRequest> ValidateAndFill(
   const std::string name = request.model().empty() ? models.DefaultModel() : request.model();
   absl::StatusOr<std::shared_ptr<const spec::ModelSpec>> model = models.FindSpec(name);
   if (!model.ok()) {
-    std::vector<std::string> names;
-    for (const tpdiff::v1::ModelInfo& m : models.List()) names.push_back(m.name());
+    const std::vector<std::string> names = models.Names();
     return absl::InvalidArgumentError(absl::StrCat(
         "model: unknown model \"", spec::EchoForMessage(name),
         "\"; known models: ", names.empty() ? "none" : absl::StrJoin(names, ", ")));

@@ -129,6 +129,7 @@ TEST(ModelRegistryTest, DiskWinsOverWorkersAndDefaultIsFirstByName) {
   ASSERT_TRUE(registry.AddFromWorker(testing::TinyModel("alpha")).ok());
   EXPECT_EQ(registry.DefaultModel(), "alpha");
   EXPECT_EQ(registry.List().size(), 2u);
+  EXPECT_THAT(registry.Names(), ElementsAre("alpha", "tiny"));
   EXPECT_EQ(registry.Find("nope").status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(ModelRegistry("tiny").DefaultModel(), "tiny");
 }

@@ -47,10 +47,15 @@ class ModelRegistry {
   // The name used for an empty `model`; empty when no model is known.
   std::string DefaultModel() const;
   std::vector<tpdiff::v1::ModelInfo> List() const;  // sorted by name
+  // The known models' names, sorted: what the dispatcher's tick and readiness need, without
+  // copying every ModelInfo.
+  std::vector<std::string> Names() const;
 
  private:
   struct Entry {
-    tpdiff::v1::ModelInfo info;  // what ListModels reports
+    // What ListModels reports: the announcement without its SentencePiece model, which only
+    // builds `spec` (a real one is megabytes, over gRPC's default 4 MiB message limit).
+    tpdiff::v1::ModelInfo info;
     std::shared_ptr<const spec::ModelSpec> spec;
     bool from_disk = false;
   };
